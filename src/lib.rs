@@ -1,0 +1,9 @@
+//! privlink-restart moves ECS agents onto AWS PrivateLink endpoints: it checks that every
+//! endpoint a cluster needs exists and works, restarts the agents safely, and proves per
+//! instance that they moved.
+//!
+//! The library holds the logic; `main.rs` is a thin binary around it. I/O lives at the
+//! edges (`fleet::aws`, `report`), everything in between is plain data in, plain data out.
+
+pub mod inventory;
+pub mod preflight;

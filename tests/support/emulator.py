@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Test-support launcher: moto's server app plus the few pieces moto lacks.
+
+`privlink-restart` integration tests run against moto (5.2.x) in server mode.
+Moto covers what the CLI touches except for these gaps:
+
+  * SSM DescribeInstanceInformation is not implemented (500): nothing says
+    which instances are SSM-managed and Online.
+  * ECS DescribeContainerInstances always shows a healthy agent (connected,
+    ACTIVE, agentVersion "1.0.0", no version/agentUpdateStatus).
+  * SSM SendCommand with InstanceIds also targets every EC2 instance of the
+    region (absent Targets = unfiltered EC2 query), ListCommands shows that
+    list, every invocation is instantly Success with empty output, and
+    ListCommandInvocations / CancelCommand are not implemented (500).
+  * ECS tasks leave RUNNING once described (default "manual, times 1").
+
+This is NOT a home-made AWS: it wraps moto's own WSGI app (the one
+`moto/server.py` runs, `DomainDispatcherApplication(create_backend_app)`) and
+intercepts only these X-Amz-Target operations; all else goes to moto as is.
+  AmazonSSM.DescribeInstanceInformation, ListCommandInvocations,
+    GetCommandInvocation, CancelCommand      answered from launcher state
+  AmazonSSM.SendCommand, ListCommands        moto, then only requested ids
+  AmazonEC2ContainerServiceV20141113.DescribeContainerInstances
+                                             moto, then agent overrides
+ECS tasks are pinned to "manual, never" on start and reset (stay RUNNING).
+
+Control routes (no AWS signing; JSON in, 200 JSON out):
+  POST /_privlink/reset                  moto reset, launcher state cleared
+  POST /_privlink/ssm/managed-instances  {"instances": [{"InstanceId": "i-1",
+       "PingStatus": "Online|ConnectionLost|Inactive", "PlatformType":
+       "Linux|Windows", "PlatformName", "AgentVersion", "LastPingDateTime"
+       (epoch s), "IsLatestVersion"}], "replace": false}  merged by InstanceId
+  POST /_privlink/ecs/agent-state        {"i-1": {"agentConnected": false,
+       "agentVersion": "1.20.0", "status": "DRAINING", "agentUpdateStatus":
+       "FAILED", "version": 7}, "i-2": null}  merged per ec2InstanceId; null
+       drops it; agentVersion goes to versionInfo, other keys are set as-is.
+  POST /_privlink/ssm/command-results    {"i-1": {"status": "Success|Failed|
+       TimedOut|...", "statusDetails", "output", "stderr", "responseCode",
+       "held": true}}  merged per instance, copied into each invocation at
+       SendCommand. Defaults: Success, empty output, statusDetails = status
+       (TimedOut: DeliveryTimedOut), responseCode 0/1/-1. A held invocation is
+       InProgress until released; the script stays held for later commands.
+  POST /_privlink/ssm/release            {"instanceIds": ["i-1"]} releases
+       the held invocations those instances have now.
+  GET  /_privlink/ssm/commands           recorded commands: id, document,
+       parameters, comment, requested instance ids, invocation statuses.
+CommandPlugins[].Output is built as the SSM agent does (stdout, ERROR title,
+stderr, max 2,500 chars, "---Output truncated---"); GetCommandInvocation has
+the first 24,000/8,000 chars of stdout/stderr. CancelCommand, like AWS, only
+cancels unfinished (held) invocations. State is shared by accounts/regions.
+
+Usage: python3 tests/support/emulator.py [--port N]   (default port 0)
+Prints one line `PRIVLINK_EMULATOR_PORT=<port>`, then serves on 127.0.0.1.
+It exits when stdin reaches EOF: spawn it with a stdin pipe (not /dev/null)
+and hold the write end. Later stray prints from moto go to stderr, so an
+undrained stdout pipe cannot block the server.
+"""
+import argparse
+import datetime
+import gzip
+import io
+import json
+import os
+import sys
+import threading
+import time
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+from moto.moto_api import state_manager
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+JSON11 = "application/x-amz-json-1.1"
+STDOUT_MAX, STDERR_MAX = 24000, 8000  # GetCommandInvocation limits
+
+
+def pin_task_transitions():
+    # "manual" advances a task once it was described `times` times. Moto tests
+    # `tick >= times`, so times=-1 would advance on EVERY read: use "never".
+    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 2**62})
+
+
+def plugin_output(stdout, stderr, capacity=2500):
+    """CommandPlugins[].Output as the SSM agent builds it (iohandler.TruncateOutput)."""
+    out_mark, err_mark = "\n---Output truncated---", "\n---Error truncated----"
+    title = "\n----------ERROR-------\n" if stderr else ""
+    space = capacity - len(title)
+    if len(stdout) + len(stderr) < space:
+        return stdout + title + stderr
+    if len(stdout) > space / 2 and len(stderr) > space / 2:
+        keep = (space - len(err_mark) - len(out_mark)) // 2
+        return stdout[:keep] + out_mark + title + stderr[:keep] + err_mark
+    if len(stdout) < space / 2:
+        return stdout + title + stderr[: space - len(err_mark) - len(stdout)] + err_mark
+    return stdout[: space - len(out_mark) - len(stderr)] + out_mark + title + stderr
+
+
+def iso(ts):
+    utc = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AwsError(Exception):
+    """An error answer: an AWS JSON error, or moto's own reply passed on (raw)."""
+
+    def __init__(self, code, message, status=400, raw=None):
+        super().__init__(message)
+        self.code, self.message, self.status, self.raw = code, message, status, raw
+
+
+def page(items, params, default_max=50):
+    """Slice `items` with MaxResults / NextToken (the token is an offset)."""
+    try:
+        start = int(params.get("NextToken") or 0)
+    except ValueError:
+        raise AwsError("InvalidNextToken", "The specified token isn't valid.")
+    end = start + int(params.get("MaxResults") or default_max)
+    return items[start:end], ({"NextToken": str(end)} if end < len(items) else {})
+
+
+class Emulator:
+    def __init__(self, moto_app):
+        self.moto_app, self.lock = moto_app, threading.RLock()
+        self.clear()
+        self.ops = {
+            "AmazonSSM.DescribeInstanceInformation": self.describe_instance_information,
+            "AmazonSSM.SendCommand": self.send_command,
+            "AmazonSSM.ListCommands": self.list_commands,
+            "AmazonSSM.ListCommandInvocations": self.list_command_invocations,
+            "AmazonSSM.GetCommandInvocation": self.get_command_invocation,
+            "AmazonSSM.CancelCommand": self.cancel_command,
+            "AmazonEC2ContainerServiceV20141113.DescribeContainerInstances": self.describe_container_instances,
+        }
+
+    def clear(self):
+        self.managed = {}   # InstanceId -> InstanceInformation
+        self.agents = {}    # ec2InstanceId -> container instance overrides
+        self.scripts = {}   # InstanceId -> scripted command result
+        self.commands = {}  # CommandId -> recorded command (insertion ordered)
+
+    # ---- WSGI plumbing ---------------------------------------------------
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        op = self.ops.get(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if op is None and not path.startswith("/_privlink/"):
+            return self.moto_app(environ, start_response)
+        length, stream = environ.get("CONTENT_LENGTH"), environ["wsgi.input"]
+        raw = stream.read(int(length)) if length else stream.read() if environ.get("wsgi.input_terminated") else b""
+        try:
+            gzipped = environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip"
+            params = json.loads((gzip.decompress(raw) if gzipped else raw) or b"{}")
+            with self.lock:
+                if path.startswith("/_privlink/"):
+                    return self.reply(start_response, 200, self.control(path, params), "application/json")
+                return self.reply(start_response, 200, op(environ, raw, params))
+        except AwsError as err:
+            if err.raw is None:
+                return self.reply(start_response, err.status, {"__type": err.code, "message": err.message})
+            headers, data = err.raw  # moto refused the forwarded request: pass its answer on
+            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
+            start_response(f"{err.status} Error", headers + [("Content-Length", str(len(data)))])
+            return [data]
+
+    @staticmethod
+    def reply(start_response, status, obj, content_type=JSON11):
+        data = json.dumps(obj).encode()
+        start_response(f"{status} {'OK' if status == 200 else 'Error'}",
+                       [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def call_moto(self, environ, raw):
+        """Run the (already read) request through moto; return its JSON answer."""
+        env = dict(environ, **{"wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))})
+        seen, chunks = {}, []
+
+        def start_response(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = int(status.split()[0]), headers
+            return chunks.append
+
+        result = self.moto_app(env, start_response)
+        try:
+            chunks.extend(result)  # a list of bytes or a generator
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        data = b"".join(chunks)
+        if any(k.lower() == "content-encoding" and v.lower() == "gzip" for k, v in seen["headers"]):
+            data = gzip.decompress(data)
+        if seen["status"] >= 300:
+            raise AwsError("", "", seen["status"], raw=(seen["headers"], data))
+        return json.loads(data or b"{}")
+
+    # ---- control routes --------------------------------------------------
+    def control(self, path, params):
+        if path == "/_privlink/reset":
+            moto_api_backend.reset()
+            self.clear()
+            pin_task_transitions()
+        elif path == "/_privlink/ssm/managed-instances":
+            if params.get("replace"):
+                self.managed = {}
+            for inst in params.get("instances", []):
+                self.managed.setdefault(inst["InstanceId"], {
+                    "PingStatus": "Online", "PlatformType": "Linux", "PlatformName": "Amazon Linux",
+                    "PlatformVersion": "2023", "AgentVersion": "3.3.0.0", "LastPingDateTime": time.time(),
+                    "ResourceType": "EC2Instance", "IsLatestVersion": True}).update(inst)
+        elif path == "/_privlink/ecs/agent-state":
+            for iid, override in params.items():
+                if override is None:
+                    self.agents.pop(iid, None)
+                else:
+                    self.agents.setdefault(iid, {}).update(override)
+        elif path == "/_privlink/ssm/command-results":
+            for iid, script in params.items():
+                self.scripts.setdefault(iid, {}).update(script)
+        elif path == "/_privlink/ssm/release":
+            for rec in self.commands.values():
+                for iid in params.get("instanceIds", []):
+                    inv = rec["invocations"].get(iid)
+                    if inv and inv["held"]:
+                        inv.update(held=False, ended=time.time())
+        elif path == "/_privlink/ssm/commands":
+            return {"Commands": [{
+                "CommandId": cid, "DocumentName": rec["DocumentName"], "Parameters": rec["Parameters"],
+                "Comment": rec["Comment"], "InstanceIds": rec["InstanceIds"],
+                "Statuses": {iid: self.view(inv)["Status"] for iid, inv in rec["invocations"].items()},
+            } for cid, rec in self.commands.items()]}
+        else:
+            raise AwsError("NotFound", f"unknown control route {path}", 404)
+        return {"status": "ok"}
+
+    # ---- SSM: managed instances ------------------------------------------
+    def describe_instance_information(self, environ, raw, params):
+        wanted = {}
+        for f in params.get("InstanceInformationFilterList", []):
+            wanted.setdefault(f["key"], set()).update(f["valueSet"])
+        for f in params.get("Filters", []):
+            wanted.setdefault(f["Key"], set()).update(f["Values"])
+        if set(wanted) - {"InstanceIds"}:
+            raise AwsError("InvalidFilterKey", f"emulator supports only InstanceIds, got {sorted(wanted)}")
+        ids = wanted.get("InstanceIds")
+        items, token = page([dict(i, InstanceId=k) for k, i in self.managed.items() if ids is None or k in ids], params)
+        return {"InstanceInformationList": items, **token}
+
+    # ---- SSM: Run Command ------------------------------------------------
+    def send_command(self, environ, raw, params):
+        answer = self.call_moto(environ, raw)
+        cmd = answer["Command"]
+        requested = params.get("InstanceIds") or [
+            v for t in params.get("Targets", []) if t["Key"] == "InstanceIds" for v in t["Values"]
+        ] or cmd["InstanceIds"]  # tag Targets: keep what moto resolved
+        doc, now, invocations = params.get("DocumentName", ""), time.time(), {}
+        for iid in dict.fromkeys(requested):
+            s = self.scripts.get(iid, {})
+            status = s.get("status", "Success")
+            invocations[iid] = {
+                "status": status, "held": bool(s.get("held")), "started": now, "ended": now,
+                "statusDetails": s.get("statusDetails", "DeliveryTimedOut" if status == "TimedOut" else status),
+                "output": s.get("output", ""), "stderr": s.get("stderr", ""),
+                "responseCode": s.get("responseCode", {"Success": 0, "Failed": 1}.get(status, -1)),
+            }
+        self.commands[cmd["CommandId"]] = {
+            "DocumentName": doc, "Parameters": params.get("Parameters", {}), "Comment": params.get("Comment", ""),
+            "InstanceIds": list(invocations), "RequestedDateTime": now, "invocations": invocations,
+            "PluginName": "aws:runPowerShellScript" if doc == "AWS-RunPowerShellScript" else "aws:runShellScript",
+        }
+        self.fix_command(cmd)
+        return answer
+
+    def list_commands(self, environ, raw, params):
+        answer, iid = self.call_moto(environ, raw), params.get("InstanceId")
+        rec = lambda c: self.commands.get(c["CommandId"], {"InstanceIds": [iid]})  # noqa: E731
+        # moto matches InstanceId against its inflated list: drop what was not requested.
+        answer["Commands"] = [self.fix_command(c) for c in answer.get("Commands", [])
+                              if not iid or iid in rec(c)["InstanceIds"]]
+        return answer
+
+    def fix_command(self, cmd):
+        """Make a moto Command show the requested instances and their statuses."""
+        rec = self.commands.get(cmd["CommandId"])
+        if rec is None:
+            return cmd
+        statuses = [self.view(inv)["Status"] for inv in rec["invocations"].values()]
+        overall = next((s for s in ("InProgress", "Failed", "TimedOut", "Cancelled") if s in statuses), "Success")
+        cmd.update(InstanceIds=rec["InstanceIds"], TargetCount=len(statuses), Status=overall, StatusDetails=overall,
+                   CompletedCount=len(statuses) - statuses.count("InProgress"), ErrorCount=statuses.count("Failed"),
+                   DeliveryTimedOutCount=statuses.count("TimedOut"))
+        return cmd
+
+    @staticmethod
+    def view(inv):
+        """What an invocation reports right now (held = still InProgress)."""
+        if inv["held"]:
+            return {"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1, "out": "", "err": ""}
+        return {"Status": inv["status"], "StatusDetails": inv["statusDetails"],
+                "ResponseCode": inv["responseCode"], "out": inv["output"], "err": inv["stderr"]}
+
+    def command(self, cid):
+        if cid not in self.commands:
+            raise AwsError("InvalidCommandId", "Invalid command id.")
+        return self.commands[cid]
+
+    def list_command_invocations(self, environ, raw, params):
+        cid, iid = params.get("CommandId"), params.get("InstanceId")
+        items = [(c, rec, i, inv) for c, rec in self.commands.items() for i, inv in rec["invocations"].items()
+                 if (not cid or c == cid) and (not iid or i == iid)]
+        items, token = page(items, params)
+        out = []
+        for c, rec, i, inv in items:
+            v = self.view(inv)
+            plugins = [{
+                "Name": rec["PluginName"], "Status": v["Status"], "StatusDetails": v["StatusDetails"],
+                "ResponseCode": v["ResponseCode"], "ResponseStartDateTime": inv["started"],
+                **({} if inv["held"] else {"ResponseFinishDateTime": inv["ended"]}),
+                "Output": plugin_output(v["out"], v["err"])}]
+            out.append({"CommandId": c, "InstanceId": i, "Comment": rec["Comment"], "DocumentName": rec["DocumentName"],
+                        "DocumentVersion": "$DEFAULT", "RequestedDateTime": rec["RequestedDateTime"],
+                        "Status": v["Status"], "StatusDetails": v["StatusDetails"],
+                        "CommandPlugins": plugins if params.get("Details") else []})
+        return {"CommandInvocations": out, **token}
+
+    def get_command_invocation(self, environ, raw, params):
+        cid, iid = params.get("CommandId"), params.get("InstanceId")
+        rec = self.command(cid)
+        if iid not in rec["invocations"]:
+            raise AwsError("InvocationDoesNotExist", "Command invocation does not exist.")
+        if params.get("PluginName") not in (None, rec["PluginName"]):
+            raise AwsError("InvalidPluginName", "The plugin name is not valid.")
+        inv = rec["invocations"][iid]
+        v, done = self.view(inv), not inv["held"]
+        return {"CommandId": cid, "InstanceId": iid, "Comment": rec["Comment"], "DocumentName": rec["DocumentName"],
+                "DocumentVersion": "$DEFAULT", "PluginName": rec["PluginName"], "ResponseCode": v["ResponseCode"],
+                "ExecutionStartDateTime": iso(inv["started"]),
+                "ExecutionElapsedTime": f"PT{inv['ended'] - inv['started']:.3f}S" if done else "",
+                "ExecutionEndDateTime": iso(inv["ended"]) if done else "",
+                "Status": v["Status"], "StatusDetails": v["StatusDetails"],
+                "StandardOutputContent": v["out"][:STDOUT_MAX], "StandardErrorContent": v["err"][:STDERR_MAX]}
+
+    def cancel_command(self, environ, raw, params):
+        for iid, inv in self.command(params.get("CommandId"))["invocations"].items():
+            if inv["held"] and iid in params.get("InstanceIds", [iid]):  # finished ones stay as they are
+                inv.update(held=False, ended=time.time(), status="Cancelled", statusDetails="Cancelled",
+                           responseCode=-1, output="", stderr="")
+        return {}
+
+    # ---- ECS ---------------------------------------------------------------
+    def describe_container_instances(self, environ, raw, params):
+        answer = self.call_moto(environ, raw)
+        for ci in answer.get("containerInstances", []):
+            for key, value in self.agents.get(ci.get("ec2InstanceId"), {}).items():
+                if key == "agentVersion":
+                    ci.setdefault("versionInfo", {})["agentVersion"] = value
+                else:
+                    ci[key] = value
+        return answer
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+
+    pin_task_transitions()
+    app = Emulator(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=QuietHandler)
+    os.environ["MOTO_PORT"] = str(server.server_port)  # moto builds self-referencing URLs from it
+    sys.stdout.write(f"PRIVLINK_EMULATOR_PORT={server.server_port}\n")
+    sys.stdout.flush()
+    os.dup2(2, 1)  # anything moto prints later goes to stderr
+
+    def exit_on_stdin_eof():
+        while os.read(0, 4096):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=exit_on_stdin_eof, daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
