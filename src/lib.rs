@@ -5,5 +5,11 @@
 //! The library holds the logic; `main.rs` is a thin binary around it. I/O lives at the
 //! edges (`fleet::aws`, `report`), everything in between is plain data in, plain data out.
 
+pub mod cli;
+pub mod exit;
+pub mod fleet;
+pub mod iam;
 pub mod inventory;
+pub mod plan;
 pub mod preflight;
+pub mod report;

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::inventory::{Fact, Inventory, Unreadable, Vpc};
 
-pub use instances::{scope_of, InstanceScope};
+pub(crate) use endpoints::service_prefix as endpoint_service_prefix;
+pub use instances::{parse_agent_version, scope_of, InstanceScope, MIN_AGENT_VERSION};
 
 /// How much a finding matters for the cutover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

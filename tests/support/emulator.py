@@ -147,8 +147,9 @@ class Emulator:
         length, stream = environ.get("CONTENT_LENGTH"), environ["wsgi.input"]
         raw = stream.read(int(length)) if length else stream.read() if environ.get("wsgi.input_terminated") else b""
         try:
-            gzipped = environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip"
-            params = json.loads((gzip.decompress(raw) if gzipped else raw) or b"{}")
+            if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
+                raw = gzip.decompress(raw)  # and forward it plain: moto's server would decompress twice
+            params = json.loads(raw or b"{}")
             with self.lock:
                 if path.startswith("/_privlink/"):
                     return self.reply(start_response, 200, self.control(path, params), "application/json")
@@ -169,8 +170,9 @@ class Emulator:
         return [data]
 
     def call_moto(self, environ, raw):
-        """Run the (already read) request through moto; return its JSON answer."""
+        """Run the (already read, decompressed) request through moto; return its JSON answer."""
         env = dict(environ, **{"wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))})
+        env.pop("HTTP_CONTENT_ENCODING", None)
         seen, chunks = {}, []
 
         def start_response(status, headers, exc_info=None):

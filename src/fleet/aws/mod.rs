@@ -1,0 +1,217 @@
+//! The AWS adapter: the only code that talks to the AWS SDK. It loads the standard
+//! configuration chain, counts requests, paginates and batches, and maps SDK errors to
+//! the tool's errors — nothing else in the crate sees an SDK type.
+
+mod counter;
+mod discover;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use self::counter::RequestCounter;
+use super::{Fleet, FleetError};
+use crate::inventory::{Inventory, Unreadable};
+
+/// How to reach AWS: the standard chain, overridden where the user said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Overrides every service's endpoint (else `AWS_ENDPOINT_URL*` and the defaults apply).
+    pub endpoint_url: Option<String>,
+    /// Attempts per request, the first included (adaptive retry mode).
+    pub max_attempts: u32,
+}
+
+/// A cluster's fleet on AWS.
+pub struct AwsFleet {
+    ecs: aws_sdk_ecs::Client,
+    ec2: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    region: String,
+    /// Where requests go, for error messages.
+    endpoint: String,
+    requests: RequestCounter,
+}
+
+impl AwsFleet {
+    /// Loads the configuration and resolves credentials once, so a missing login is
+    /// reported as such before any AWS request.
+    pub async fn connect(settings: &AwsSettings) -> Result<AwsFleet, FleetError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::adaptive().with_max_attempts(settings.max_attempts.max(1)))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or(FleetError::NoRegion)?;
+        let provider = config
+            .credentials_provider()
+            .ok_or_else(|| FleetError::NoCredentials {
+                reason: "no credentials provider is configured".into(),
+            })?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| FleetError::NoCredentials {
+                reason: DisplayErrorContext(&e).to_string(),
+            })?;
+        let endpoint = config
+            .endpoint_url()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("the AWS endpoints of {region}"));
+        let requests = RequestCounter::default();
+        let ecs = aws_sdk_ecs::Client::from_conf(
+            aws_sdk_ecs::config::Builder::from(&config)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let ec2 = aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&config)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(&config)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        Ok(AwsFleet {
+            ecs,
+            ec2,
+            ssm,
+            region,
+            endpoint,
+            requests,
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+}
+
+impl Fleet for AwsFleet {
+    async fn discover(&self, cluster: &str) -> Result<Inventory, FleetError> {
+        discover::discover(self, cluster).await
+    }
+
+    fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.requests.by_action()
+    }
+}
+
+/// What went wrong with one AWS call, before deciding whether it is fatal for the run
+/// ([`FleetError`]) or only leaves one fact unknown ([`Unreadable`]).
+#[derive(Debug, Clone)]
+pub(crate) struct CallError {
+    action: &'static str,
+    kind: CallErrorKind,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallErrorKind {
+    Unreachable,
+    Denied,
+    Other,
+}
+
+/// Error codes that mean "the caller may not do this" across ECS, EC2 and SSM.
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "AuthFailure",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+];
+
+impl CallError {
+    pub(crate) fn from_sdk<E, R>(action: &'static str, error: SdkError<E, R>) -> CallError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let kind = match &error {
+            SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+                CallErrorKind::Unreachable
+            }
+            SdkError::TimeoutError(_) => CallErrorKind::Unreachable,
+            _ if error
+                .code()
+                .is_some_and(|code| DENIED_CODES.contains(&code)) =>
+            {
+                CallErrorKind::Denied
+            }
+            _ => CallErrorKind::Other,
+        };
+        let reason = match (error.code(), error.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            _ => DisplayErrorContext(&error).to_string(),
+        };
+        CallError {
+            action,
+            kind,
+            reason,
+        }
+    }
+
+    /// For calls without which there is no inventory at all.
+    pub(crate) fn fatal(self, endpoint: &str, scope: &str) -> FleetError {
+        let (action, scope, reason) = (self.action.to_string(), scope.to_string(), self.reason);
+        match self.kind {
+            CallErrorKind::Unreachable => FleetError::Unreachable {
+                endpoint: endpoint.to_string(),
+                action,
+                reason,
+            },
+            CallErrorKind::Denied => FleetError::AccessDenied {
+                action,
+                scope,
+                reason,
+            },
+            CallErrorKind::Other => FleetError::Aws {
+                action,
+                scope,
+                reason,
+            },
+        }
+    }
+
+    /// For calls that leave one fact unknown: preflight turns it into a blocking finding.
+    pub(crate) fn unreadable(self, scope: &str) -> Unreadable {
+        Unreadable {
+            action: self.action.to_string(),
+            scope: scope.to_string(),
+            error: self.reason,
+        }
+    }
+}

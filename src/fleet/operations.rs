@@ -1,0 +1,115 @@
+//! Every AWS operation the adapter performs, declared once: the service, the operation,
+//! and the resources IAM lets a policy scope it to. `iam-policy` is generated from this
+//! list, and the emulator tests fail if the adapter sends anything not declared here.
+
+/// What an operation's IAM permission can be scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResourceScope {
+    /// The action supports no resource-level permissions: `*`.
+    Any,
+    /// `arn:…:ecs:R:A:cluster/NAME`.
+    Cluster,
+    /// `arn:…:ecs:R:A:container-instance/NAME/*`.
+    ContainerInstances,
+    /// `arn:…:ecs:R:A:task/NAME/*`.
+    Tasks,
+}
+
+/// One AWS operation the adapter calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operation {
+    /// The service as the SDK names it in its operation metadata (`ECS`, `EC2`, `SSM`).
+    pub service: &'static str,
+    /// The API operation, which is also the IAM action name for every operation here.
+    pub name: &'static str,
+    pub scope: ResourceScope,
+}
+
+impl Operation {
+    /// The IAM action, e.g. `ecs:DescribeClusters`.
+    pub fn iam_action(&self) -> String {
+        format!("{}:{}", self.service.to_ascii_lowercase(), self.name)
+    }
+}
+
+const fn op(service: &'static str, name: &'static str, scope: ResourceScope) -> Operation {
+    Operation {
+        service,
+        name,
+        scope,
+    }
+}
+
+use ResourceScope::*;
+
+/// The declaration. Resource scopes follow the Service Authorization Reference
+/// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerservice.html).
+pub const OPERATIONS: &[Operation] = &[
+    op("ECS", "DescribeClusters", Cluster),
+    op("ECS", "ListContainerInstances", Cluster),
+    op("ECS", "DescribeContainerInstances", ContainerInstances),
+    op("ECS", "ListTasks", ContainerInstances),
+    op("ECS", "DescribeTasks", Tasks),
+    op("ECS", "DescribeTaskDefinition", Any),
+    op("EC2", "DescribeInstances", Any),
+    op("EC2", "DescribeVpcs", Any),
+    op("EC2", "DescribeVpcAttribute", Any),
+    op("EC2", "DescribeDhcpOptions", Any),
+    op("EC2", "DescribeSubnets", Any),
+    op("EC2", "DescribeRouteTables", Any),
+    op("EC2", "DescribeVpcEndpoints", Any),
+    op("EC2", "DescribeNetworkInterfaces", Any),
+    op("EC2", "DescribeSecurityGroups", Any),
+    op("EC2", "DescribeNetworkAcls", Any),
+    op("EC2", "DescribePrefixLists", Any),
+    op("SSM", "DescribeInstanceInformation", Any),
+];
+
+/// The declared operation with this SDK service and operation name.
+pub fn find(service: &str, name: &str) -> Option<&'static Operation> {
+    OPERATIONS
+        .iter()
+        .find(|o| o.service.eq_ignore_ascii_case(service) && o.name == name)
+}
+
+/// The IAM action for an SDK operation, declared or not (counters name undeclared ones too).
+pub fn iam_action(service: &str, name: &str) -> String {
+    find(service, name).map_or_else(
+        || format!("{}:{name}", service.to_ascii_lowercase()),
+        Operation::iam_action,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_declared_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for operation in OPERATIONS {
+            assert!(
+                seen.insert(operation.iam_action()),
+                "{} declared twice",
+                operation.iam_action()
+            );
+        }
+    }
+
+    #[test]
+    fn iam_actions_use_the_service_prefix() {
+        assert_eq!(
+            iam_action("ECS", "DescribeClusters"),
+            "ecs:DescribeClusters"
+        );
+        assert_eq!(iam_action("EC2", "DescribeVpcs"), "ec2:DescribeVpcs");
+        assert_eq!(
+            iam_action("AutoScaling", "Undeclared"),
+            "autoscaling:Undeclared"
+        );
+        assert_eq!(
+            find("ssm", "DescribeInstanceInformation").map(|o| o.scope),
+            Some(ResourceScope::Any)
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The least-privilege IAM policy for everything the tool calls, generated from the one
+//! declaration of operations in [`crate::fleet::operations`].
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::fleet::operations::{ResourceScope, OPERATIONS};
+
+/// What to scope the policy to; anything not given becomes a wildcard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyScope {
+    pub cluster: Option<String>,
+    pub region: Option<String>,
+    pub account: Option<String>,
+}
+
+/// The AWS partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+impl PolicyScope {
+    fn arns(&self, scope: ResourceScope) -> Vec<String> {
+        let region = self.region.as_deref().unwrap_or("*");
+        let partition = self.region.as_deref().map_or("aws", partition_of);
+        let account = self.account.as_deref().unwrap_or("*");
+        let cluster = self.cluster.as_deref().unwrap_or("*");
+        let ecs = |path: String| format!("arn:{partition}:ecs:{region}:{account}:{path}");
+        match scope {
+            ResourceScope::Any => vec!["*".into()],
+            ResourceScope::Cluster => vec![ecs(format!("cluster/{cluster}"))],
+            ResourceScope::ContainerInstances => {
+                vec![ecs(format!("container-instance/{cluster}/*"))]
+            }
+            ResourceScope::Tasks => vec![ecs(format!("task/{cluster}/*"))],
+        }
+    }
+}
+
+/// The policy document: one statement per resource scope, actions sorted.
+pub fn policy(scope: &PolicyScope) -> Value {
+    let mut by_scope: BTreeMap<ResourceScope, Vec<String>> = BTreeMap::new();
+    for operation in OPERATIONS {
+        by_scope
+            .entry(operation.scope)
+            .or_default()
+            .push(operation.iam_action());
+    }
+    let statements: Vec<Value> = by_scope
+        .into_iter()
+        .map(|(resource_scope, mut actions)| {
+            actions.sort();
+            actions.dedup();
+            json!({
+                "Sid": sid(resource_scope),
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": scope.arns(resource_scope),
+            })
+        })
+        .collect();
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+fn sid(scope: ResourceScope) -> &'static str {
+    match scope {
+        ResourceScope::Any => "ReadNetworkAndSsmFacts",
+        ResourceScope::Cluster => "ReadCluster",
+        ResourceScope::ContainerInstances => "ReadContainerInstances",
+        ResourceScope::Tasks => "ReadTasks",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement<'a>(policy: &'a Value, sid: &str) -> &'a Value {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap()
+    }
+
+    #[test]
+    fn every_declared_operation_is_in_the_policy_once() {
+        let policy = policy(&PolicyScope::default());
+        let mut actions: Vec<String> = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| {
+                s["Action"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+            })
+            .collect();
+        let total = actions.len();
+        actions.sort();
+        actions.dedup();
+        assert_eq!(actions.len(), total, "an action appears twice");
+        let mut declared: Vec<String> = OPERATIONS.iter().map(|o| o.iam_action()).collect();
+        declared.sort();
+        assert_eq!(actions, declared);
+    }
+
+    #[test]
+    fn scoped_policy_names_the_cluster_resources() {
+        let policy = policy(&PolicyScope {
+            cluster: Some("prod".into()),
+            region: Some("eu-west-1".into()),
+            account: Some("123456789012".into()),
+        });
+        assert_eq!(
+            statement(&policy, "ReadCluster")["Resource"],
+            json!(["arn:aws:ecs:eu-west-1:123456789012:cluster/prod"])
+        );
+        assert_eq!(
+            statement(&policy, "ReadContainerInstances")["Resource"],
+            json!(["arn:aws:ecs:eu-west-1:123456789012:container-instance/prod/*"])
+        );
+        assert_eq!(
+            statement(&policy, "ReadTasks")["Resource"],
+            json!(["arn:aws:ecs:eu-west-1:123456789012:task/prod/*"])
+        );
+        assert_eq!(
+            statement(&policy, "ReadNetworkAndSsmFacts")["Resource"],
+            json!(["*"])
+        );
+    }
+
+    #[test]
+    fn unscoped_policy_uses_wildcards_and_partitions_follow_the_region() {
+        let policy = policy(&PolicyScope::default());
+        assert_eq!(
+            statement(&policy, "ReadCluster")["Resource"],
+            json!(["arn:aws:ecs:*:*:cluster/*"])
+        );
+        let china = super::policy(&PolicyScope {
+            region: Some("cn-north-1".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            statement(&china, "ReadCluster")["Resource"],
+            json!(["arn:aws-cn:ecs:cn-north-1:*:cluster/*"])
+        );
+    }
+}
