@@ -12,6 +12,8 @@ Moto covers what the CLI touches except for these gaps:
     region (absent Targets = unfiltered EC2 query), ListCommands shows that
     list, every invocation is instantly Success with empty output, and
     ListCommandInvocations / CancelCommand are not implemented (500).
+  * ECS task answers give a container's cpu/memory as numbers; the ECS model
+    says strings, and the SDKs reject the whole answer.
   * ECS tasks leave RUNNING once described (default "manual, times 1").
 
 This is NOT a home-made AWS: it wraps moto's own WSGI app (the one
@@ -22,6 +24,9 @@ intercepts only these X-Amz-Target operations; all else goes to moto as is.
   AmazonSSM.SendCommand, ListCommands        moto, then only requested ids
   AmazonEC2ContainerServiceV20141113.DescribeContainerInstances
                                              moto, then agent overrides
+  AmazonEC2ContainerServiceV20141113.DescribeTasks, StartTask, RunTask
+                                             moto, then container cpu/memory as
+                                             strings (the ECS model's type)
 ECS tasks are pinned to "manual, never" on start and reset (stay RUNNING).
 
 Control routes (no AWS signing; JSON in, 200 JSON out):
@@ -130,6 +135,9 @@ class Emulator:
             "AmazonSSM.GetCommandInvocation": self.get_command_invocation,
             "AmazonSSM.CancelCommand": self.cancel_command,
             "AmazonEC2ContainerServiceV20141113.DescribeContainerInstances": self.describe_container_instances,
+            "AmazonEC2ContainerServiceV20141113.DescribeTasks": self.tasks_with_string_sizes,
+            "AmazonEC2ContainerServiceV20141113.StartTask": self.tasks_with_string_sizes,
+            "AmazonEC2ContainerServiceV20141113.RunTask": self.tasks_with_string_sizes,
         }
 
     def clear(self):
@@ -354,6 +362,18 @@ class Emulator:
                     ci.setdefault("versionInfo", {})["agentVersion"] = value
                 else:
                     ci[key] = value
+        return answer
+
+
+    def tasks_with_string_sizes(self, environ, raw, params):
+        """moto writes a task container's cpu/memory/memoryReservation as numbers; the ECS
+        model (and so every SDK) has them as strings and rejects the whole answer."""
+        answer = self.call_moto(environ, raw)
+        for task in answer.get("tasks", []):
+            for holder in [task] + task.get("containers", []):
+                for key in ("cpu", "memory", "memoryReservation"):
+                    if isinstance(holder.get(key), (int, float)):
+                        holder[key] = str(holder[key])
         return answer
 
 
