@@ -71,7 +71,7 @@ pub fn policy(scope: &PolicyScope) -> Value {
 
 fn sid(scope: ResourceScope) -> &'static str {
     match scope {
-        ResourceScope::Any => "ReadNetworkAndSsmFacts",
+        ResourceScope::Any => "ReadWithoutResourceScope",
         ResourceScope::Cluster => "ReadCluster",
         ResourceScope::ContainerInstances => "ReadContainerInstances",
         ResourceScope::Tasks => "ReadTasks",
@@ -135,7 +135,7 @@ mod tests {
             json!(["arn:aws:ecs:eu-west-1:123456789012:task/prod/*"])
         );
         assert_eq!(
-            statement(&policy, "ReadNetworkAndSsmFacts")["Resource"],
+            statement(&policy, "ReadWithoutResourceScope")["Resource"],
             json!(["*"])
         );
     }

@@ -155,7 +155,7 @@ pub(super) fn check(
             )),
             Some(endpoint) => {
                 interface_state(region, vpc, service, endpoint, findings);
-                az_coverage(vpc, hosted, service, endpoint, findings);
+                az_coverage(region, vpc, hosted, service, endpoint, findings);
             }
         }
     }
@@ -303,6 +303,7 @@ fn interface_state(
 }
 
 fn az_coverage(
+    region: &str,
     vpc: &Vpc,
     hosted: &HostedInstances,
     service: &str,
@@ -344,7 +345,7 @@ fn az_coverage(
         .in_vpc(&vpc.id)
         .resources(std::iter::once(endpoint.id.clone()).chain(missing.iter().cloned()))
         .fix(format!(
-            "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {} --add-subnet-ids {}",
+            "aws ec2 modify-vpc-endpoint --region {region} --vpc-endpoint-id {} --add-subnet-ids {}",
             endpoint.id,
             add_subnets.join(" ")
         )),

@@ -90,8 +90,8 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
         );
     }
     let mut out_of_scope: BTreeMap<String, Vec<&ContainerInstance>> = BTreeMap::new();
-    let mut too_old = Vec::new();
-    let mut unknown_version = Vec::new();
+    let mut too_old: Vec<(String, &ContainerInstance)> = Vec::new();
+    let mut unknown_version: Vec<(String, &ContainerInstance)> = Vec::new();
     let mut disconnected = Vec::new();
     let mut draining = Vec::new();
     let mut not_online: Vec<(String, &str)> = Vec::new();
@@ -113,14 +113,20 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
             .as_deref()
             .and_then(parse_agent_version)
         {
-            Some(version) if version < MIN_AGENT_VERSION => too_old.push(format!(
-                "{id} ({})",
-                instance.agent_version.as_deref().unwrap_or_default()
+            Some(version) if version < MIN_AGENT_VERSION => too_old.push((
+                format!(
+                    "{id} ({})",
+                    instance.agent_version.as_deref().unwrap_or_default()
+                ),
+                instance,
             )),
             Some(_) => {}
-            None => unknown_version.push(format!(
-                "{id} ({})",
-                instance.agent_version.as_deref().unwrap_or("none")
+            None => unknown_version.push((
+                format!(
+                    "{id} ({})",
+                    instance.agent_version.as_deref().unwrap_or("none")
+                ),
+                instance,
             )),
         }
         if !instance.agent_connected {
@@ -156,27 +162,50 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
             .resources(instances.iter().map(|i| i.arn.clone())),
         );
     }
-    let update = format!(
-        "update the agent first: aws ecs update-container-agent --region {} --cluster {} --container-instance <arn> \
-         (or roll a newer ECS-optimized AMI)",
-        cluster.region, cluster.name
-    );
+    let update = |instances: &[&ContainerInstance]| -> String {
+        let mut commands: Vec<String> = instances
+            .iter()
+            .take(5)
+            .map(|ci| {
+                format!(
+                    "aws ecs update-container-agent --region {} --cluster {} --container-instance {}",
+                    cluster.region, cluster.name, ci.arn
+                )
+            })
+            .collect();
+        if instances.len() > 5 {
+            commands.push(format!(
+                "and the same for the other {} instances",
+                instances.len() - 5
+            ));
+        }
+        commands.push("or roll the instances onto a current ECS-optimized AMI".into());
+        commands.join("\n")
+    };
     if !too_old.is_empty() {
+        let described: Vec<String> = too_old.iter().map(|(text, _)| text.clone()).collect();
+        let instances: Vec<&ContainerInstance> = too_old.iter().map(|(_, ci)| *ci).collect();
         findings.push(
             Finding::new(
                 ids::AGENT_TOO_OLD,
                 format!(
                     "{} instance(s) run an ECS agent older than 1.25.1, which cannot use the endpoints; the cutover \
                      excludes them: {}",
-                    too_old.len(),
-                    some_of(&too_old)
+                    described.len(),
+                    some_of(&described)
                 ),
             )
-            .resources(too_old.iter().map(|s| s.split(' ').next().unwrap_or(s).to_string()))
-            .fix(update.clone()),
+            .resources(instances.iter().map(|ci| ci.ec2_instance_id.clone()))
+            .fix(update(&instances)),
         );
     }
     if !unknown_version.is_empty() {
+        let instances: Vec<&ContainerInstance> =
+            unknown_version.iter().map(|(_, ci)| *ci).collect();
+        let unknown_version: Vec<String> = unknown_version
+            .iter()
+            .map(|(text, _)| text.clone())
+            .collect();
         findings.push(
             Finding::new(
                 ids::AGENT_TOO_OLD,
@@ -186,8 +215,11 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
                     some_of(&unknown_version)
                 ),
             )
-            .resources(unknown_version.iter().map(|s| s.split(' ').next().unwrap_or(s).to_string()))
-            .fix(format!("check the agent on the host (curl -s localhost:51678/v1/metadata), then {update}")),
+            .resources(instances.iter().map(|ci| ci.ec2_instance_id.clone()))
+            .fix(format!(
+                "check the agent on the host (curl -s localhost:51678/v1/metadata), then update it:\n{}",
+                update(&instances)
+            )),
         );
     }
     if !disconnected.is_empty() {
@@ -310,6 +342,8 @@ mod tests {
         assert_eq!(old.severity, Severity::Error);
         assert_eq!(old.resources, vec!["i-b".to_string()]);
         assert!(old.summary.contains("i-b (v1.25.0)"), "{}", old.summary);
+        let fix = old.fix.as_deref().unwrap();
+        assert!(fix.contains("--container-instance arn:aws:ecs:eu-west-1:123456789012:container-instance/prod/i-b"), "{fix}");
     }
 
     #[test]

@@ -295,3 +295,54 @@ async fn custom_dns_servers_warn_without_blocking() {
         serde_json::json!([scenario.vpc, "10.0.0.53"])
     );
 }
+
+#[tokio::test]
+async fn a_fact_that_cannot_be_read_blocks_naming_the_action() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    emulator.control(
+        "/_privlink/faults",
+        &serde_json::json!({
+            "ec2:DescribeNetworkAcls": {"status": 403, "code": "UnauthorizedOperation", "message": "not authorized"},
+            "ssm:DescribeInstanceInformation": {"status": 400, "code": "AccessDeniedException", "message": "denied"},
+        }),
+    );
+    let run = check(&emulator);
+    assert_blocked(&run, "facts-unreadable", &scenario.vpc);
+    assert!(
+        run.human.contains("could not read ec2:DescribeNetworkAcls"),
+        "{}",
+        run.human
+    );
+    assert!(run.human.contains("UnauthorizedOperation"), "{}", run.human);
+    assert!(
+        run.human
+            .contains("could not read ssm:DescribeInstanceInformation"),
+        "{}",
+        run.human
+    );
+    // Without the SSM answer nothing is claimed about SSM reachability either way.
+    assert!(!run.human.contains("ssm-not-online"), "{}", run.human);
+}
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_listed_is_an_access_error() {
+    let emulator = Emulator::start();
+    build(&emulator, Break::Nothing).await;
+    emulator.control(
+        "/_privlink/faults",
+        &serde_json::json!({"ecs:DescribeClusters": {"status": 400, "code": "AccessDeniedException", "message": "no"}}),
+    );
+    let output = emulator
+        .binary()
+        .args(["check", "--cluster", CLUSTER])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ecs:DescribeClusters was denied on prod"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("iam-policy"), "{stderr}");
+}

@@ -47,6 +47,10 @@ Control routes (no AWS signing; JSON in, 200 JSON out):
        InProgress until released; the script stays held for later commands.
   POST /_privlink/ssm/release            {"instanceIds": ["i-1"]} releases
        the held invocations those instances have now.
+  POST /_privlink/faults                 {"ec2:DescribeNetworkAcls": {"status": 403,
+       "code": "UnauthorizedOperation", "message": "..."}, "ssm:X": null}
+       makes that operation fail (EC2 as an XML error, ECS/SSM as JSON) until
+       reset or null; for fail-closed tests.
   GET  /_privlink/ssm/commands           recorded commands: id, document,
        parameters, comment, requested instance ids, invocation statuses.
 CommandPlugins[].Output is built as the SSM agent does (stdout, ERROR title,
@@ -69,6 +73,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from moto.moto_api import state_manager
@@ -145,10 +150,15 @@ class Emulator:
         self.agents = {}    # ec2InstanceId -> container instance overrides
         self.scripts = {}   # InstanceId -> scripted command result
         self.commands = {}  # CommandId -> recorded command (insertion ordered)
+        self.faults = {}    # "ec2:DescribeNetworkAcls" -> {"status", "code", "message"}
 
     # ---- WSGI plumbing ---------------------------------------------------
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if self.faults and not path.startswith("/_privlink/"):
+            fault = self.fault_for(environ)
+            if fault is not None:
+                return fault(start_response)
         op = self.ops.get(environ.get("HTTP_X_AMZ_TARGET", ""))
         if op is None and not path.startswith("/_privlink/"):
             return self.moto_app(environ, start_response)
@@ -200,6 +210,35 @@ class Emulator:
             raise AwsError("", "", seen["status"], raw=(seen["headers"], data))
         return json.loads(data or b"{}")
 
+    def fault_for(self, environ):
+        """An injected error for this request's operation, if a test asked for one. Reads
+        (and puts back) the body: EC2 names its operation in the form body."""
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target:
+            service = "ssm" if target.startswith("AmazonSSM.") else "ecs"
+            action = f"{service}:{target.split('.')[-1]}"
+        else:
+            length = environ.get("CONTENT_LENGTH")
+            raw = environ["wsgi.input"].read(int(length)) if length else b""
+            environ["wsgi.input"] = io.BytesIO(raw)
+            form = urllib.parse.parse_qs(raw.decode(errors="replace"))
+            service = "ec2" if "/ec2/aws4_request" in environ.get("HTTP_AUTHORIZATION", "") else "other"
+            action = f"{service}:{form.get('Action', [''])[0]}"
+        with self.lock:
+            fault = self.faults.get(action)
+        if fault is None:
+            return None
+        status, code, message = fault.get("status", 403), fault.get("code", "AccessDenied"), fault.get("message", "injected")
+        if target:
+            return lambda start_response: self.reply(start_response, status, {"__type": code, "message": message})
+        body = (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+                f"<RequestID>injected</RequestID></Response>").encode()
+
+        def reply_xml(start_response):
+            start_response(f"{status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        return reply_xml
+
     # ---- control routes --------------------------------------------------
     def control(self, path, params):
         if path == "/_privlink/reset":
@@ -220,6 +259,10 @@ class Emulator:
                     self.agents.pop(iid, None)
                 else:
                     self.agents.setdefault(iid, {}).update(override)
+        elif path == "/_privlink/faults":
+            self.faults.update({action: f for action, f in params.items() if f is not None})
+            for action in [a for a, f in params.items() if f is None]:
+                self.faults.pop(action, None)
         elif path == "/_privlink/ssm/command-results":
             for iid, script in params.items():
                 self.scripts.setdefault(iid, {}).update(script)
