@@ -30,6 +30,8 @@ pub struct Unreadable {
 pub struct Inventory {
     pub cluster: Cluster,
     pub container_instances: Vec<ContainerInstance>,
+    /// Container instances that were listed but could not be described.
+    pub container_instance_failures: Vec<DescribeFailure>,
     /// EC2 facts of the container instances, keyed by instance id.
     pub ec2_instances: Fact<BTreeMap<String, Ec2Instance>>,
     /// SSM's view of the instances it manages, keyed by instance id.
@@ -64,6 +66,14 @@ pub struct ContainerInstance {
     /// NONE, PENDING, STAGING, STAGED, UPDATING, UPDATED, FAILED; absent when never set.
     pub agent_update_status: Option<String>,
     pub running_tasks: i32,
+}
+
+/// A resource a describe call answered with a failure instead of its facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribeFailure {
+    pub arn: String,
+    /// e.g. `MISSING`: it went away between the list and the describe.
+    pub reason: String,
 }
 
 /// An EC2 instance that backs a container instance.
@@ -102,6 +112,8 @@ pub struct Vpc {
     pub endpoint_interfaces: Fact<Vec<NetworkInterface>>,
     pub security_groups: Fact<Vec<SecurityGroup>>,
     pub network_acls: Fact<Vec<NetworkAcl>>,
+    /// Entries of the customer-managed prefix lists the VPC's security groups refer to.
+    pub prefix_lists: Fact<BTreeMap<String, Vec<Cidr>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +135,9 @@ pub struct RouteTable {
     /// The VPC's main route table serves every subnet without an explicit association.
     pub main: bool,
     pub subnet_ids: Vec<String>,
+    /// Routes to a prefix list through a gateway: (gateway id, prefix list id). A gateway
+    /// endpoint adds one per associated table, e.g. (`vpce-…`, the region's S3 list).
+    pub prefix_list_routes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,6 +168,19 @@ pub struct VpcEndpoint {
 impl VpcEndpoint {
     pub fn is_available(&self) -> bool {
         self.state.eq_ignore_ascii_case("available")
+    }
+
+    /// Deleted or being deleted: as good as absent (DescribeVpcEndpoints lists deleted
+    /// endpoints for a while).
+    pub fn is_gone(&self) -> bool {
+        ["deleted", "deleting"]
+            .iter()
+            .any(|s| self.state.eq_ignore_ascii_case(s))
+    }
+
+    /// Available with private DNS: the service's usual names resolve to it.
+    pub fn is_usable(&self) -> bool {
+        self.is_available() && self.private_dns_enabled
     }
 }
 
@@ -332,6 +360,8 @@ pub struct ContainerDefinition {
     pub name: String,
     pub image: String,
     pub log_driver: Option<String>,
+    /// The `awslogs-region` option, when it is set.
+    pub log_region: Option<String>,
     /// `valueFrom` of every secret: the container's, its log configuration's, and its
     /// private registry credentials.
     pub secrets: Vec<String>,

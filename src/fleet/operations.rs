@@ -62,6 +62,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("EC2", "DescribeSecurityGroups", Any),
     op("EC2", "DescribeNetworkAcls", Any),
     op("EC2", "DescribePrefixLists", Any),
+    op("EC2", "GetManagedPrefixListEntries", Any),
     op("SSM", "DescribeInstanceInformation", Any),
 ];
 

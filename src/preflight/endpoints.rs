@@ -29,6 +29,7 @@ pub(crate) fn endpoints_for<'a>(
     let mut found: Vec<&VpcEndpoint> = endpoints
         .iter()
         .filter(|e| e.kind == kind && short_service_name(&e.service_name, region) == Some(service))
+        .filter(|e| !e.is_gone())
         .collect();
     found.sort_by_key(|e| (!e.is_available(), !e.private_dns_enabled, e.id.clone()));
     found
@@ -79,62 +80,43 @@ pub(super) fn statuses(
             }
         })
         .collect();
+    let s3_state = |state| EndpointStatus {
+        service: "s3",
+        kind: EndpointKind::Gateway,
+        state,
+        endpoint_id: None,
+    };
     let s3 = match (&vpc.endpoints, &vpc.route_tables) {
         (Ok(endpoints), Ok(tables)) => {
-            match endpoints_for(endpoints, region, "s3", EndpointKind::Gateway)
-                .into_iter()
-                .next()
-            {
-                None => EndpointStatus {
-                    service: "s3",
-                    kind: EndpointKind::Gateway,
-                    state: EndpointState::Missing,
-                    endpoint_id: None,
+            let gateways = endpoints_for(endpoints, region, "s3", EndpointKind::Gateway);
+            let available: Vec<&VpcEndpoint> = gateways
+                .iter()
+                .copied()
+                .filter(|e| e.is_available())
+                .collect();
+            match (available.first(), gateways.first()) {
+                (None, None) => s3_state(EndpointState::Missing),
+                (None, Some(first)) => EndpointStatus {
+                    endpoint_id: Some(first.id.clone()),
+                    ..s3_state(EndpointState::Unavailable)
                 },
-                Some(e) => {
-                    let state = if !e.is_available() {
-                        EndpointState::Unavailable
-                    } else if unassociated_route_tables(e, tables, hosted).is_empty() {
+                (Some(target), _) => {
+                    let state = if S3Coverage::of(&available, tables, hosted).is_complete() {
                         EndpointState::Ok
                     } else {
                         EndpointState::NotAssociated
                     };
                     EndpointStatus {
-                        service: "s3",
-                        kind: EndpointKind::Gateway,
-                        state,
-                        endpoint_id: Some(e.id.clone()),
+                        endpoint_id: Some(target.id.clone()),
+                        ..s3_state(state)
                     }
                 }
             }
         }
-        _ => EndpointStatus {
-            service: "s3",
-            kind: EndpointKind::Gateway,
-            state: EndpointState::Unknown,
-            endpoint_id: None,
-        },
+        _ => s3_state(EndpointState::Unknown),
     };
     statuses.push(s3);
     statuses
-}
-
-/// Route tables of instance subnets that the gateway endpoint is not associated with.
-fn unassociated_route_tables(
-    endpoint: &VpcEndpoint,
-    tables: &[RouteTable],
-    hosted: &HostedInstances,
-) -> Vec<String> {
-    let needed: BTreeSet<String> = hosted
-        .subnet_ids()
-        .iter()
-        .filter_map(|subnet| route_table_of(tables, subnet))
-        .map(|t| t.id.clone())
-        .collect();
-    needed
-        .into_iter()
-        .filter(|t| !endpoint.route_table_ids.contains(t))
-        .collect()
 }
 
 pub(super) fn check(
@@ -363,19 +345,25 @@ fn s3_gateway(
     let Ok(tables) = &vpc.route_tables else {
         return;
     };
-    let needed: BTreeSet<String> = hosted
-        .subnet_ids()
+    let gateways = endpoints_for(endpoints, region, "s3", EndpointKind::Gateway);
+    let available: Vec<&VpcEndpoint> = gateways
         .iter()
-        .filter_map(|subnet| route_table_of(tables, subnet))
-        .map(|t| t.id.clone())
+        .copied()
+        .filter(|e| e.is_available())
         .collect();
-    match endpoints_for(endpoints, region, "s3", EndpointKind::Gateway).first() {
-        None => findings.push(
+    let Some(first) = gateways.first() else {
+        let needed: BTreeSet<String> = hosted
+            .subnet_ids()
+            .iter()
+            .filter_map(|subnet| route_table_of(tables, subnet))
+            .map(|t| t.id.clone())
+            .collect();
+        findings.push(
             Finding::new(
                 ids::S3_GATEWAY_MISSING,
                 format!(
-                    "no S3 gateway endpoint in {}: ECR image layers come from S3 (prod-{region}-starport-layer-bucket) \
-                     and would still need the NAT gateway",
+                    "no S3 gateway endpoint in {}: ECR image layers come from S3 \
+                     (prod-{region}-starport-layer-bucket) and would still need the NAT gateway",
                     vpc.id
                 ),
             )
@@ -386,38 +374,143 @@ fn s3_gateway(
                  --service-name {}{region}.s3 --route-table-ids {}",
                 vpc.id,
                 service_prefix(region),
-                needed.iter().cloned().collect::<Vec<_>>().join(" ")
+                needed.into_iter().collect::<Vec<_>>().join(" ")
             )),
-        ),
-        Some(endpoint) => {
-            let missing = unassociated_route_tables(endpoint, tables, hosted);
-            if missing.is_empty() {
-                return;
-            }
-            let subnets: Vec<String> = hosted
-                .subnet_ids()
-                .into_iter()
-                .filter(|s| route_table_of(tables, s).is_some_and(|t| missing.contains(&t.id)))
-                .collect();
-            findings.push(
-                Finding::new(
-                    ids::S3_GATEWAY_ROUTE_TABLE,
-                    format!(
-                        "S3 gateway endpoint {} is not associated with route table {} of instance subnets {}",
-                        endpoint.id,
-                        missing.join(", "),
-                        some_of(&subnets)
-                    ),
-                )
-                .in_vpc(&vpc.id)
-                .resources(std::iter::once(endpoint.id.clone()).chain(missing.iter().cloned()))
-                .fix(format!(
-                    "aws ec2 modify-vpc-endpoint --region {region} --vpc-endpoint-id {} --add-route-table-ids {}",
-                    endpoint.id,
-                    missing.join(" ")
-                )),
-            );
+        );
+        return;
+    };
+    let Some(target) = available.first() else {
+        findings.push(
+            Finding::new(
+                ids::S3_GATEWAY_UNAVAILABLE,
+                format!("S3 gateway endpoint {} in {} is {}, not available", first.id, vpc.id, first.state),
+            )
+            .in_vpc(&vpc.id)
+            .resources([first.id.clone()])
+            .fix(format!(
+                "wait for it or see why: aws ec2 describe-vpc-endpoints --region {region} --vpc-endpoint-ids {}",
+                first.id
+            )),
+        );
+        return;
+    };
+    let coverage = S3Coverage::of(&available, tables, hosted);
+    if coverage.is_complete() {
+        return;
+    }
+    let mut summary = format!("S3 gateway endpoint {}", target.id);
+    if !coverage.unassociated.is_empty() {
+        summary += &format!(
+            " is not associated with route table {} of instance subnets {}",
+            coverage.unassociated.join(", "),
+            some_of(&coverage.subnets_of_unassociated)
+        );
+    }
+    if !coverage.without_table.is_empty() {
+        if !coverage.unassociated.is_empty() {
+            summary += ";";
         }
+        summary += &format!(
+            " cannot be confirmed for instance subnets {}: no route table serves them",
+            some_of(&coverage.without_table)
+        );
+    }
+    let fix = if coverage.unassociated.is_empty() {
+        format!(
+            "aws ec2 describe-route-tables --region {region} --filters Name=vpc-id,Values={}",
+            vpc.id
+        )
+    } else {
+        format!(
+            "aws ec2 modify-vpc-endpoint --region {region} --vpc-endpoint-id {} --add-route-table-ids {}",
+            target.id,
+            coverage.unassociated.join(" ")
+        )
+    };
+    findings.push(
+        Finding::new(ids::S3_GATEWAY_ROUTE_TABLE, summary)
+            .in_vpc(&vpc.id)
+            .resources(
+                std::iter::once(target.id.clone())
+                    .chain(coverage.unassociated.iter().cloned())
+                    .chain(coverage.without_table.iter().cloned()),
+            )
+            .fix(fix),
+    );
+}
+
+/// How the available S3 gateway endpoints of a VPC cover the instance subnets.
+struct S3Coverage {
+    /// Route tables of instance subnets that no available gateway is associated with.
+    unassociated: Vec<String>,
+    /// The instance subnets those tables serve.
+    subnets_of_unassociated: Vec<String>,
+    /// Instance subnets whose route table is not in the answer (no main table either).
+    without_table: Vec<String>,
+}
+
+impl S3Coverage {
+    fn of(
+        gateways: &[&VpcEndpoint],
+        tables: &[RouteTable],
+        hosted: &HostedInstances,
+    ) -> S3Coverage {
+        let associated: BTreeSet<&String> =
+            gateways.iter().flat_map(|g| &g.route_table_ids).collect();
+        let mut unassociated = BTreeSet::new();
+        let mut subnets_of_unassociated = Vec::new();
+        let mut without_table = Vec::new();
+        for subnet in hosted.subnet_ids() {
+            match route_table_of(tables, &subnet) {
+                None => without_table.push(subnet),
+                Some(table) if !associated.contains(&table.id) => {
+                    unassociated.insert(table.id.clone());
+                    subnets_of_unassociated.push(subnet);
+                }
+                Some(_) => {}
+            }
+        }
+        S3Coverage {
+            unassociated: unassociated.into_iter().collect(),
+            subnets_of_unassociated,
+            without_table,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.unassociated.is_empty() && self.without_table.is_empty()
+    }
+}
+
+/// Why an interface endpoint cannot serve the instances yet — "ssm (missing)", "logs
+/// (vpce-1 has private DNS off)" — with the command that fixes it; `None` when it can.
+pub(crate) fn interface_gap(
+    region: &str,
+    vpc: &Vpc,
+    hosted: &HostedInstances,
+    endpoints: &[VpcEndpoint],
+    service: &str,
+) -> Option<(String, String)> {
+    match endpoints_for(endpoints, region, service, EndpointKind::Interface).first() {
+        None => Some((
+            format!("{service} (missing)"),
+            create_interface_command(region, vpc, hosted, endpoints, service),
+        )),
+        Some(endpoint) if !endpoint.is_available() => Some((
+            format!("{service} ({} is {})", endpoint.id, endpoint.state),
+            format!(
+                "aws ec2 describe-vpc-endpoints --region {region} --vpc-endpoint-ids {}",
+                endpoint.id
+            ),
+        )),
+        Some(endpoint) if !endpoint.private_dns_enabled => Some((
+            format!("{service} ({} has private DNS off)", endpoint.id),
+            format!(
+                "aws ec2 modify-vpc-endpoint --region {region} --vpc-endpoint-id {} --private-dns-enabled",
+                endpoint.id
+            ),
+        )),
+        Some(_) => None,
     }
 }
 
@@ -429,26 +522,22 @@ fn ssm_endpoints(
     findings: &mut Vec<Finding>,
 ) {
     let region = &inventory.cluster.region;
-    let missing: Vec<&str> = SSM_INTERFACE
+    let gaps: Vec<(String, String)> = SSM_INTERFACE
         .into_iter()
-        .filter(|service| {
-            endpoints_for(endpoints, region, service, EndpointKind::Interface).is_empty()
-        })
+        .filter_map(|service| interface_gap(region, vpc, hosted, endpoints, service))
         .collect();
-    if missing.is_empty() {
+    if gaps.is_empty() {
         return;
     }
-    let fixes: Vec<String> = missing
-        .iter()
-        .map(|service| create_interface_command(region, vpc, hosted, endpoints, service))
-        .collect();
+    let (what, fixes): (Vec<String>, Vec<String>) = gaps.into_iter().unzip();
     findings.push(
         Finding::new(
             ids::SSM_ENDPOINTS_MISSING,
             format!(
-                "no {} endpoint in {}: SSM Run Command will stop working on these instances when the NAT gateway goes",
-                missing.join(", "),
-                vpc.id
+                "SSM endpoints in {} not usable: {}; SSM Run Command will stop working on these \
+                 instances when the NAT gateway goes",
+                vpc.id,
+                what.join(", ")
             ),
         )
         .in_vpc(&vpc.id)
@@ -626,11 +715,97 @@ mod tests {
         assert!(preflight.is_ready());
         let ssm = find(&preflight.findings, ids::SSM_ENDPOINTS_MISSING);
         assert!(
-            ssm.summary.contains("ssmmessages, ec2messages"),
+            ssm.summary
+                .contains("ssmmessages (missing), ec2messages (missing)"),
             "{}",
             ssm.summary
         );
         assert_eq!(ssm.fix.as_deref().unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn ssm_endpoint_without_private_dns_or_not_available_counts_as_a_gap() {
+        let mut inventory = ready_inventory();
+        endpoint_mut(&mut inventory, "ssm").private_dns_enabled = false;
+        endpoint_mut(&mut inventory, "ec2messages").state = "pending".into();
+        let findings = findings_of(&inventory, PreflightOptions::default());
+        let ssm = find(&findings, ids::SSM_ENDPOINTS_MISSING);
+        assert!(
+            ssm.summary.contains("ssm (vpce-ssm has private DNS off)"),
+            "{}",
+            ssm.summary
+        );
+        assert!(
+            ssm.summary
+                .contains("ec2messages (vpce-ec2messages is pending)"),
+            "{}",
+            ssm.summary
+        );
+        assert!(!ssm.summary.contains("ssmmessages"), "{}", ssm.summary);
+    }
+
+    #[test]
+    fn deleted_endpoints_count_as_missing() {
+        let mut inventory = ready_inventory();
+        endpoint_mut(&mut inventory, "ecs-agent").state = "deleted".into();
+        let findings = findings_of(&inventory, PreflightOptions::default());
+        find(&findings, ids::INTERFACE_ENDPOINT_MISSING);
+        assert!(!findings
+            .iter()
+            .any(|f| f.id == ids::INTERFACE_ENDPOINT_UNAVAILABLE));
+    }
+
+    #[test]
+    fn s3_gateway_that_is_not_available_blocks() {
+        let mut inventory = ready_inventory();
+        endpoint_mut(&mut inventory, "s3").state = "pending".into();
+        let preflight = run(&inventory, PreflightOptions::default());
+        assert!(!preflight.is_ready());
+        let unavailable = find(&preflight.findings, ids::S3_GATEWAY_UNAVAILABLE);
+        assert_eq!(unavailable.resources, vec!["vpce-s3".to_string()]);
+        let s3 = preflight.vpcs[0]
+            .endpoints
+            .iter()
+            .find(|e| e.service == "s3")
+            .unwrap();
+        assert_eq!(s3.state, EndpointState::Unavailable);
+    }
+
+    #[test]
+    fn two_s3_gateways_together_cover_the_route_tables() {
+        let mut inventory = ready_inventory();
+        endpoint_mut(&mut inventory, "s3").route_table_ids = vec!["rtb-a".into()];
+        let mut second = endpoint_mut(&mut inventory, "s3").clone();
+        second.id = "vpce-s3-2".into();
+        second.route_table_ids = vec!["rtb-main".into()];
+        vpc_mut(&mut inventory)
+            .endpoints
+            .as_mut()
+            .unwrap()
+            .push(second);
+        let findings = findings_of(&inventory, PreflightOptions::default());
+        assert!(
+            !findings.iter().any(|f| f.id == ids::S3_GATEWAY_ROUTE_TABLE),
+            "{findings:#?}"
+        );
+    }
+
+    #[test]
+    fn subnet_without_any_route_table_is_not_confirmed() {
+        let mut inventory = ready_inventory();
+        vpc_mut(&mut inventory)
+            .route_tables
+            .as_mut()
+            .unwrap()
+            .retain(|t| !t.main);
+        let findings = findings_of(&inventory, PreflightOptions::default());
+        let unconfirmed = find(&findings, ids::S3_GATEWAY_ROUTE_TABLE);
+        assert!(
+            unconfirmed.summary.contains("no route table serves them"),
+            "{}",
+            unconfirmed.summary
+        );
+        assert!(unconfirmed.resources.contains(&"subnet-b".to_string()));
     }
 
     #[test]

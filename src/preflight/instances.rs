@@ -145,6 +145,28 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
             }
         }
     }
+    for failure in &inventory.container_instance_failures {
+        let finding = if failure.reason == "MISSING" {
+            // Deregistered between the list and the describe: gone, nothing to do.
+            Finding::new(
+                ids::OUT_OF_SCOPE,
+                format!(
+                    "{} was deregistered during discovery and is skipped",
+                    failure.arn
+                ),
+            )
+        } else {
+            Finding::new(
+                ids::UNREADABLE,
+                format!(
+                    "could not read ecs:DescribeContainerInstances for {}: {}; its checks cannot pass",
+                    failure.arn, failure.reason
+                ),
+            )
+            .fix("run check again; if it persists, look at the instance in the ECS console")
+        };
+        findings.push(finding.resources([failure.arn.clone()]));
+    }
     for (reason, instances) in out_of_scope {
         let ids: Vec<String> = instances
             .iter()
@@ -208,7 +230,7 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
             .collect();
         findings.push(
             Finding::new(
-                ids::AGENT_TOO_OLD,
+                ids::AGENT_VERSION_UNKNOWN,
                 format!(
                     "the ECS agent version of {} instance(s) is unknown, so PrivateLink support cannot be confirmed: {}",
                     unknown_version.len(),
@@ -352,9 +374,13 @@ mod tests {
         inventory.container_instances[0].agent_version = None;
         let preflight = run(&inventory, PreflightOptions::default());
         assert!(!preflight.is_ready());
-        assert!(find(&preflight.findings, ids::AGENT_TOO_OLD)
+        assert!(find(&preflight.findings, ids::AGENT_VERSION_UNKNOWN)
             .summary
             .contains("unknown"));
+        assert!(!preflight
+            .findings
+            .iter()
+            .any(|f| f.id == ids::AGENT_TOO_OLD));
     }
 
     #[test]
@@ -423,6 +449,30 @@ mod tests {
         assert!(
             ssm.summary.contains("i-a (not managed by SSM)")
                 && ssm.summary.contains("i-c (SSM ping not Online)")
+        );
+    }
+
+    #[test]
+    fn describe_failures_are_skipped_or_block_by_reason() {
+        use crate::inventory::DescribeFailure;
+        let mut inventory = ready_inventory();
+        inventory.container_instance_failures = vec![
+            DescribeFailure {
+                arn: "arn:ci/gone".into(),
+                reason: "MISSING".into(),
+            },
+            DescribeFailure {
+                arn: "arn:ci/odd".into(),
+                reason: "INTERNAL".into(),
+            },
+        ];
+        let preflight = run(&inventory, PreflightOptions::default());
+        assert!(!preflight.is_ready());
+        let gone = find(&preflight.findings, ids::OUT_OF_SCOPE);
+        assert_eq!(gone.resources, vec!["arn:ci/gone".to_string()]);
+        let odd = find(&preflight.findings, ids::UNREADABLE);
+        assert!(
+            odd.summary.contains("INTERNAL") && odd.resources == vec!["arn:ci/odd".to_string()]
         );
     }
 

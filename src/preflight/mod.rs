@@ -131,6 +131,8 @@ checks! {
         "An AZ with container instances has no subnet of the endpoint: traffic crosses AZs and fails with the endpoint's AZ.";
     S3_GATEWAY_MISSING = "s3-gateway-endpoint-missing", Error,
         "No S3 gateway endpoint: ECR image layers (S3) would still need the NAT gateway.";
+    S3_GATEWAY_UNAVAILABLE = "s3-gateway-endpoint-unavailable", Error,
+        "The S3 gateway endpoint exists but its state is not `available`.";
     S3_GATEWAY_ROUTE_TABLE = "s3-gateway-route-table-missing", Error,
         "The S3 gateway endpoint is not associated with the route table of a subnet that hosts container instances.";
     VPC_DNS_SUPPORT = "vpc-dns-support-disabled", Error,
@@ -155,12 +157,16 @@ checks! {
         "Running tasks log with awslogs, but the VPC has no logs endpoint.";
     TASK_SECRETS = "task-secrets-need-endpoint", Warning,
         "Running tasks read secrets from Secrets Manager or SSM Parameter Store without the matching endpoint.";
+    TASK_CROSS_REGION = "task-cross-region-dependency", Warning,
+        "Running tasks read secrets or write awslogs in another region: no endpoint here serves that.";
     TASK_IMAGE = "task-image-outside-private-ecr", Warning,
         "Running tasks pull images from outside this region's private ECR (Docker Hub, public ECR, other regions).";
     TASK_ENV_FILES = "task-s3-environment-files", Warning,
         "Running tasks load environment files from S3: the bucket must be in this region and allowed by the S3 gateway endpoint policy.";
     AGENT_TOO_OLD = "agent-too-old", Error,
         "The ECS agent is older than 1.25.1 (no PrivateLink support); the cutover skips the instance until the agent is updated.";
+    AGENT_VERSION_UNKNOWN = "agent-version-unknown", Error,
+        "ECS reports no agent version that can be read, so PrivateLink support cannot be confirmed.";
     AGENT_DISCONNECTED = "agent-disconnected", Warning,
         "The agent is not connected to ECS right now.";
     SSM_UNMANAGED = "ssm-not-online", Info,
@@ -242,6 +248,10 @@ pub fn run(inventory: &Inventory, options: PreflightOptions) -> Preflight {
     let mut vpcs = Vec::new();
     for vpc in &inventory.vpcs {
         let hosted = HostedInstances::of(inventory, vpc);
+        if hosted.instances.is_empty() {
+            // Only out-of-scope instances here (listed as such): nothing will move.
+            continue;
+        }
         vpcs.push(VpcReport {
             id: vpc.id.clone(),
             instances: hosted.instances.len(),
@@ -251,8 +261,8 @@ pub fn run(inventory: &Inventory, options: PreflightOptions) -> Preflight {
         endpoints::check(inventory, vpc, &hosted, options, &mut findings);
         network::check(inventory, vpc, &hosted, &mut findings);
         policy::check(inventory, vpc, &mut findings);
+        workloads::check(inventory, vpc, &hosted, &mut findings);
     }
-    workloads::check(inventory, &mut findings);
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -327,6 +337,7 @@ fn unreadable_facts(inventory: &Inventory, findings: &mut Vec<Finding>) {
         add(&vpc.endpoint_interfaces, id, findings);
         add(&vpc.security_groups, id, findings);
         add(&vpc.network_acls, id, findings);
+        add(&vpc.prefix_lists, id, findings);
     }
 }
 

@@ -12,9 +12,16 @@ use crate::inventory::{
 };
 
 const HTTPS: i32 = 443;
-/// The return traffic of a TCP connection comes back to an ephemeral port; this is the
-/// widest range any client OS picks from (AWS's NACL guidance).
-const EPHEMERAL: (i32, i32) = (1024, 65535);
+/// The return traffic of a TCP connection comes back to the client's ephemeral port:
+/// Linux picks from 32768–60999, Windows from 49152–65535
+/// (https://docs.aws.amazon.com/vpc/latest/userguide/custom-network-acl.html#nacl-ephemeral-ports).
+fn ephemeral_ports(platform: Option<&str>) -> (i32, i32) {
+    match platform {
+        Some("Linux") => (32768, 60999),
+        Some("Windows") => (49152, 65535),
+        _ => (32768, 65535),
+    }
+}
 
 pub(super) fn check(
     inventory: &Inventory,
@@ -31,6 +38,12 @@ pub(super) fn check(
     let Ok(interfaces) = &vpc.endpoint_interfaces else {
         return;
     };
+    let no_lists = BTreeMap::new();
+    let prefix_lists = vpc.prefix_lists.as_ref().unwrap_or(&no_lists);
+    let peers = Peers {
+        groups,
+        prefix_lists,
+    };
     for service in REQUIRED_INTERFACE {
         let Some(endpoint) = endpoints_for(endpoints, region, service, EndpointKind::Interface)
             .into_iter()
@@ -39,14 +52,35 @@ pub(super) fn check(
             continue;
         };
         let targets = EndpointTargets::of(vpc, endpoint, interfaces);
-        endpoint_ingress(region, vpc, hosted, service, endpoint, groups, findings);
+        endpoint_ingress(region, vpc, hosted, service, endpoint, &peers, findings);
         instance_egress(
-            region, vpc, hosted, service, endpoint, &targets, groups, findings,
+            region, vpc, hosted, service, endpoint, &targets, &peers, findings,
         );
-        network_acls(vpc, hosted, service, endpoint, &targets, findings);
+        network_acls(inventory, vpc, hosted, service, endpoint, findings);
     }
-    if let Ok(Some(prefix_list)) = &inventory.s3_prefix_list_id {
-        s3_egress(region, vpc, hosted, prefix_list, groups, findings);
+    s3_egress(inventory, vpc, hosted, endpoints, groups, findings);
+}
+
+/// What a security-group rule can name as its peer, resolved.
+struct Peers<'a> {
+    groups: &'a [SecurityGroup],
+    prefix_lists: &'a BTreeMap<String, Vec<Cidr>>,
+}
+
+impl Peers<'_> {
+    /// A rule's CIDRs, its prefix lists' entries included.
+    fn cidrs(&self, rule: &SecurityGroupRule) -> Vec<Cidr> {
+        rule.cidrs
+            .iter()
+            .copied()
+            .chain(
+                rule.prefix_list_ids
+                    .iter()
+                    .filter_map(|id| self.prefix_lists.get(id))
+                    .flatten()
+                    .copied(),
+            )
+            .collect()
     }
 }
 
@@ -182,11 +216,11 @@ fn endpoint_ingress(
     hosted: &HostedInstances,
     service: &str,
     endpoint: &VpcEndpoint,
-    groups: &[SecurityGroup],
+    peers: &Peers,
     findings: &mut Vec<Finding>,
 ) {
     let admits = |instance: &Ec2Instance| {
-        rules_of(groups, &endpoint.security_group_ids, false)
+        rules_of(peers.groups, &endpoint.security_group_ids, false)
             .filter(|r| r.covers_tcp(HTTPS))
             .any(|r| {
                 r.group_ids
@@ -194,7 +228,7 @@ fn endpoint_ingress(
                     .any(|g| instance.security_group_ids.contains(g))
                     || instance
                         .private_ip
-                        .is_some_and(|ip| r.cidrs.iter().any(|c| c.contains(ip)))
+                        .is_some_and(|ip| peers.cidrs(r).iter().any(|c| c.contains(ip)))
             })
     };
     let refused: Vec<&Ec2Instance> = hosted
@@ -241,17 +275,17 @@ fn instance_egress(
     service: &str,
     endpoint: &VpcEndpoint,
     targets: &EndpointTargets,
-    groups: &[SecurityGroup],
+    peers: &Peers,
     findings: &mut Vec<Finding>,
 ) {
     let allows = |instance: &Ec2Instance| {
-        rules_of(groups, &instance.security_group_ids, true)
+        rules_of(peers.groups, &instance.security_group_ids, true)
             .filter(|r| r.covers_tcp(HTTPS))
             .any(|r| {
                 r.group_ids
                     .iter()
                     .any(|g| endpoint.security_group_ids.contains(g))
-                    || targets.covered_by(&r.cidrs)
+                    || targets.covered_by(&peers.cidrs(r))
             })
     };
     let blocked: Vec<&Ec2Instance> = hosted
@@ -289,19 +323,67 @@ fn instance_egress(
     );
 }
 
+/// The S3 prefix list of the VPC's available gateway endpoints, read from the routes the
+/// endpoints added to their route tables; else the region's list looked up by name.
+fn s3_prefix_lists(
+    inventory: &Inventory,
+    vpc: &Vpc,
+    gateways: &[&VpcEndpoint],
+) -> BTreeSet<String> {
+    let mut lists: BTreeSet<String> = vpc
+        .route_tables
+        .iter()
+        .flatten()
+        .flat_map(|t| &t.prefix_list_routes)
+        .filter(|(gateway, _)| gateways.iter().any(|g| &g.id == gateway))
+        .map(|(_, list)| list.clone())
+        .collect();
+    if let Ok(Some(list)) = &inventory.s3_prefix_list_id {
+        lists.insert(list.clone());
+    }
+    lists
+}
+
 fn s3_egress(
-    region: &str,
+    inventory: &Inventory,
     vpc: &Vpc,
     hosted: &HostedInstances,
-    prefix_list: &str,
+    endpoints: &[VpcEndpoint],
     groups: &[SecurityGroup],
     findings: &mut Vec<Finding>,
 ) {
+    let region = &inventory.cluster.region;
+    let gateways: Vec<&VpcEndpoint> = endpoints_for(endpoints, region, "s3", EndpointKind::Gateway)
+        .into_iter()
+        .filter(|e| e.is_available())
+        .collect();
+    if gateways.is_empty() {
+        // No usable gateway is a blocking finding of its own; egress to it is moot.
+        return;
+    }
+    let lists = s3_prefix_lists(inventory, vpc, &gateways);
+    let Some(prefix_list) = lists.iter().next().cloned() else {
+        if inventory.s3_prefix_list_id.is_ok() {
+            findings.push(
+                Finding::new(
+                    ids::UNREADABLE,
+                    format!(
+                        "the S3 prefix list of {region} could not be found (no gateway route names it \
+                         and DescribePrefixLists does not list it): S3 egress cannot be checked"
+                    ),
+                )
+                .in_vpc(&vpc.id)
+                .resources(gateways.iter().map(|g| g.id.clone()))
+                .fix(format!("aws ec2 describe-prefix-lists --region {region}")),
+            );
+        }
+        return;
+    };
     let allows = |instance: &Ec2Instance| {
         rules_of(groups, &instance.security_group_ids, true)
             .filter(|r| r.covers_tcp(HTTPS))
             .any(|r| {
-                r.prefix_list_ids.iter().any(|p| p == prefix_list)
+                r.prefix_list_ids.iter().any(|p| lists.contains(p))
                     || r.cidrs.iter().any(Cidr::is_everything)
             })
     };
@@ -335,14 +417,15 @@ fn s3_egress(
     );
 }
 
-/// Network ACLs are stateless: the request leaves on 443 and the answer returns to an
-/// ephemeral port, through the instance subnet's ACL and the endpoint subnet's ACL both.
+/// Network ACLs are stateless and filter only traffic that crosses a subnet boundary: the
+/// request leaves on 443 and the answer returns to an ephemeral port, through the instance
+/// subnet's ACL and the endpoint subnet's ACL both.
 fn network_acls(
+    inventory: &Inventory,
     vpc: &Vpc,
     hosted: &HostedInstances,
     service: &str,
     endpoint: &VpcEndpoint,
-    targets: &EndpointTargets,
     findings: &mut Vec<Finding>,
 ) {
     let (Ok(acls), Ok(interfaces)) = (&vpc.network_acls, &vpc.endpoint_interfaces) else {
@@ -357,7 +440,7 @@ fn network_acls(
     let mut note = |acl: &NetworkAcl, what: String| {
         drops.entry(acl.id.clone()).or_default().insert(what);
     };
-    let endpoint_enis: Vec<_> = interfaces
+    let endpoint_enis: Vec<(&str, Ipv4Addr)> = interfaces
         .iter()
         .filter(|eni| endpoint.network_interface_ids.contains(&eni.id))
         .filter_map(|eni| Some((eni.subnet_id.as_str(), eni.private_ip?)))
@@ -366,35 +449,51 @@ fn network_acls(
         let Some(instance_ip) = instance.private_ip else {
             continue;
         };
-        let instance_acl = acl_of(&instance.subnet_id);
-        for ip in &targets.ips {
-            if let Some(acl) = instance_acl {
-                if !acl.allows_tcp(true, *ip, HTTPS) {
+        let platform = inventory
+            .ssm_instances
+            .as_ref()
+            .ok()
+            .and_then(|ssm| ssm.get(&instance.id))
+            .and_then(|record| record.platform_type.as_deref());
+        let ephemeral = ephemeral_ports(platform);
+        let ports = format!("{}-{}", ephemeral.0, ephemeral.1);
+        for &(eni_subnet, eni_ip) in &endpoint_enis {
+            if eni_subnet == instance.subnet_id {
+                continue;
+            }
+            if let Some(acl) = acl_of(&instance.subnet_id) {
+                if !acl.allows_tcp(true, eni_ip, HTTPS) {
                     note(
                         acl,
-                        format!("outbound TCP 443 from {} to {ip}", instance.subnet_id),
+                        format!("outbound TCP 443 from {} to {eni_ip}", instance.subnet_id),
                     );
                 }
-                if !acl.allows_tcp_range(false, *ip, EPHEMERAL) {
+                if !acl.allows_tcp_range(false, eni_ip, ephemeral) {
                     note(
                         acl,
-                        format!("inbound return traffic from {ip} to {}", instance.subnet_id),
+                        format!(
+                            "inbound return traffic (TCP {ports}) from {eni_ip} to {}",
+                            instance.subnet_id
+                        ),
                     );
                 }
             }
-        }
-        for (subnet, _) in &endpoint_enis {
-            if let Some(acl) = acl_of(subnet) {
+            if let Some(acl) = acl_of(eni_subnet) {
                 if !acl.allows_tcp(false, instance_ip, HTTPS) {
                     note(
                         acl,
-                        format!("inbound TCP 443 from {instance_ip} into endpoint subnet {subnet}"),
+                        format!(
+                            "inbound TCP 443 from {instance_ip} into endpoint subnet {eni_subnet}"
+                        ),
                     );
                 }
-                if !acl.allows_tcp_range(true, instance_ip, EPHEMERAL) {
+                if !acl.allows_tcp_range(true, instance_ip, ephemeral) {
                     note(
                         acl,
-                        format!("return traffic from endpoint subnet {subnet} to {instance_ip}"),
+                        format!(
+                            "outbound return traffic (TCP {ports}) from endpoint subnet {eni_subnet} \
+                             to {instance_ip}"
+                        ),
                     );
                 }
             }
@@ -405,13 +504,17 @@ fn network_acls(
         findings.push(
             Finding::new(
                 ids::NETWORK_ACL,
-                format!("network ACL {acl} would drop traffic to {service} endpoint {}: {}", endpoint.id, some_of(&what)),
+                format!(
+                    "network ACL {acl} would drop traffic to {service} endpoint {}: {}",
+                    endpoint.id,
+                    some_of(&what)
+                ),
             )
             .in_vpc(&vpc.id)
             .resources([acl.clone(), endpoint.id.clone()])
             .fix(format!(
-                "add entries to {acl} that allow TCP 443 between the instance and endpoint subnets and TCP \
-                 1024-65535 for the return traffic (aws ec2 create-network-acl-entry)"
+                "add entries to {acl} that allow TCP 443 between the instance and endpoint subnets, \
+                 and the ephemeral ports for the return traffic (aws ec2 create-network-acl-entry)"
             )),
         );
     }
@@ -436,6 +539,7 @@ mod tests {
     use super::super::{run, PreflightOptions, Severity};
     use super::*;
     use crate::inventory::{NetworkAclEntry, Protocol};
+    use std::collections::BTreeMap;
 
     fn findings_of(inventory: &Inventory) -> Vec<Finding> {
         run(inventory, PreflightOptions::default()).findings
@@ -717,5 +821,149 @@ mod tests {
         assert!(!findings_of(&inventory)
             .iter()
             .any(|f| f.id == ids::NETWORK_ACL));
+    }
+
+    #[test]
+    fn egress_fallback_accepts_a_cidr_covering_every_endpoint_subnet() {
+        let mut inventory = ready_inventory();
+        vpc_mut(&mut inventory).endpoint_interfaces = Ok(vec![]);
+        let mut to_vpc = rule("tcp", Some((443, 443)));
+        to_vpc.cidrs = vec![cidr("10.0.0.0/16")];
+        let mut to_s3 = rule("tcp", Some((443, 443)));
+        to_s3.prefix_list_ids = vec!["pl-s3".into()];
+        group_mut(&mut inventory, INSTANCE_SG).egress = vec![to_vpc, to_s3];
+        let findings = findings_of(&inventory);
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f.id == ids::INSTANCE_EGRESS_ENDPOINT),
+            "{findings:#?}"
+        );
+    }
+
+    #[test]
+    fn rules_by_customer_prefix_list_are_judged_by_its_entries() {
+        let mut inventory = ready_inventory();
+        let mut by_list = rule("tcp", Some((443, 443)));
+        by_list.prefix_list_ids = vec!["pl-corp".into()];
+        group_mut(&mut inventory, ENDPOINT_SG).ingress = vec![by_list];
+        vpc_mut(&mut inventory).prefix_lists = Ok(BTreeMap::from([(
+            "pl-corp".to_string(),
+            vec![cidr("10.0.0.0/16")],
+        )]));
+        assert!(!findings_of(&inventory)
+            .iter()
+            .any(|f| f.id == ids::ENDPOINT_INGRESS));
+        vpc_mut(&mut inventory).prefix_lists = Ok(BTreeMap::from([(
+            "pl-corp".to_string(),
+            vec![cidr("192.168.0.0/16")],
+        )]));
+        assert!(findings_of(&inventory)
+            .iter()
+            .any(|f| f.id == ids::ENDPOINT_INGRESS));
+    }
+
+    #[test]
+    fn s3_prefix_list_comes_from_the_gateway_routes() {
+        // The region-wide lookup found nothing, but the gateway's routes name the list.
+        let mut inventory = ready_inventory();
+        inventory.s3_prefix_list_id = Ok(None);
+        let findings = findings_of(&inventory);
+        assert!(!findings
+            .iter()
+            .any(|f| f.id == ids::INSTANCE_EGRESS_S3 || f.id == ids::UNREADABLE));
+        let mut to_s3 = rule("tcp", Some((443, 443)));
+        to_s3.prefix_list_ids = vec!["pl-s3".into()];
+        let mut to_endpoints = rule("tcp", Some((443, 443)));
+        to_endpoints.group_ids = vec![ENDPOINT_SG.into()];
+        group_mut(&mut inventory, INSTANCE_SG).egress = vec![to_s3, to_endpoints];
+        assert!(
+            findings_of(&inventory).is_empty(),
+            "{:#?}",
+            findings_of(&inventory)
+        );
+    }
+
+    #[test]
+    fn unknown_s3_prefix_list_fails_closed() {
+        let mut inventory = ready_inventory();
+        inventory.s3_prefix_list_id = Ok(None);
+        for table in vpc_mut(&mut inventory).route_tables.as_mut().unwrap() {
+            table.prefix_list_routes.clear();
+        }
+        let preflight = run(&inventory, PreflightOptions::default());
+        assert!(!preflight.is_ready());
+        assert!(find(&preflight.findings, ids::UNREADABLE)
+            .summary
+            .contains("S3 prefix list"));
+    }
+
+    #[test]
+    fn endpoint_subnet_acl_is_checked_on_its_own() {
+        // Endpoint ENIs get their own subnet and ACL; only that ACL drops the return traffic.
+        let mut inventory = ready_inventory();
+        let vpc = vpc_mut(&mut inventory);
+        for eni in vpc.endpoint_interfaces.as_mut().unwrap() {
+            eni.subnet_id = "subnet-endpoints".into();
+        }
+        let acls = vpc.network_acls.as_mut().unwrap();
+        acls.push(NetworkAcl {
+            id: "acl-endpoints".into(),
+            subnet_ids: vec!["subnet-endpoints".into()],
+            entries: vec![
+                NetworkAclEntry {
+                    rule_number: 100,
+                    egress: false,
+                    protocol: Protocol::All,
+                    allow: true,
+                    cidr: Some(cidr("0.0.0.0/0")),
+                    ports: None,
+                },
+                NetworkAclEntry {
+                    rule_number: 100,
+                    egress: true,
+                    protocol: Protocol::Tcp,
+                    allow: true,
+                    cidr: Some(cidr("0.0.0.0/0")),
+                    ports: Some((1024, 40000)),
+                },
+            ],
+        });
+        let findings = findings_of(&inventory);
+        let acl: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.id == ids::NETWORK_ACL)
+            .collect();
+        assert_eq!(acl.len(), REQUIRED_INTERFACE.len(), "{findings:#?}");
+        assert!(acl.iter().all(|f| f.resources[0] == "acl-endpoints"));
+        assert!(
+            acl[0]
+                .summary
+                .contains("outbound return traffic (TCP 32768-60999)"),
+            "{}",
+            acl[0].summary
+        );
+    }
+
+    #[test]
+    fn traffic_within_one_subnet_is_not_filtered_by_its_acl() {
+        // Every instance subnet denies everything, but each instance's endpoint ENI in its
+        // own subnet is reachable; only cross-subnet pairs are reported.
+        let mut inventory = ready_inventory();
+        let vpc = vpc_mut(&mut inventory);
+        vpc.network_acls.as_mut().unwrap()[0].entries.clear();
+        for endpoint in vpc.endpoints.as_mut().unwrap() {
+            endpoint
+                .network_interface_ids
+                .retain(|id| id.ends_with("subnet-a"));
+        }
+        vpc.endpoint_interfaces
+            .as_mut()
+            .unwrap()
+            .retain(|eni| eni.subnet_id == "subnet-a");
+        let findings = findings_of(&inventory);
+        let acl = findings.iter().find(|f| f.id == ids::NETWORK_ACL).unwrap();
+        assert!(!acl.summary.contains("from subnet-a to"), "{}", acl.summary);
+        assert!(acl.summary.contains("from subnet-b to"), "{}", acl.summary);
     }
 }

@@ -146,6 +146,7 @@ pub fn ready_inventory() -> Inventory {
             account: Some(ACCOUNT.into()),
         },
         container_instances: ZONES.iter().map(|z| container_instance(z.3)).collect(),
+        container_instance_failures: vec![],
         ec2_instances: Ok(ec2_instances),
         ssm_instances: Ok(ssm_instances),
         vpcs: vec![Vpc {
@@ -168,11 +169,13 @@ pub fn ready_inventory() -> Inventory {
                     id: "rtb-main".into(),
                     main: true,
                     subnet_ids: vec![],
+                    prefix_list_routes: vec![("vpce-s3".into(), "pl-s3".into())],
                 },
                 RouteTable {
                     id: "rtb-a".into(),
                     main: false,
                     subnet_ids: vec!["subnet-a".into()],
+                    prefix_list_routes: vec![("vpce-s3".into(), "pl-s3".into())],
                 },
             ]),
             endpoints: Ok(endpoints),
@@ -194,6 +197,7 @@ pub fn ready_inventory() -> Inventory {
                 subnet_ids: ZONES.iter().map(|z| z.1.to_string()).collect(),
                 entries: vec![allow_all(true), allow_all(false)],
             }]),
+            prefix_lists: Ok(BTreeMap::new()),
         }],
         s3_prefix_list_id: Ok(Some("pl-s3".into())),
         task_definitions: Ok(vec![TaskDefinition {
@@ -203,6 +207,7 @@ pub fn ready_inventory() -> Inventory {
                 name: "web".into(),
                 image: format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/web:1.2"),
                 log_driver: Some("awslogs".into()),
+                log_region: Some(REGION.into()),
                 secrets: vec![],
                 s3_environment_files: vec![],
             }],

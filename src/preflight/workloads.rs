@@ -4,107 +4,126 @@
 
 use std::collections::BTreeMap;
 
-use super::endpoints::endpoints_for;
-use super::{ids, some_of, Finding};
-use crate::inventory::{EndpointKind, Inventory, TaskDefinition, VpcEndpoint};
+use super::endpoints::interface_gap;
+use super::{ids, some_of, Finding, HostedInstances};
+use crate::inventory::{Inventory, TaskDefinition, Vpc};
 
-pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
-    let Ok(definitions) = &inventory.task_definitions else {
+pub(super) fn check(
+    inventory: &Inventory,
+    vpc: &Vpc,
+    hosted: &HostedInstances,
+    findings: &mut Vec<Finding>,
+) {
+    let (Ok(definitions), Ok(endpoints)) = (&inventory.task_definitions, &vpc.endpoints) else {
         return;
     };
     let region = &inventory.cluster.region;
-    for vpc in &inventory.vpcs {
-        let Ok(endpoints) = &vpc.endpoints else {
+    let gap = |service: &str| interface_gap(region, vpc, hosted, endpoints, service);
+    let mut needs = Needs::default();
+    for definition in definitions.iter().filter(|d| d.vpc_ids.contains(&vpc.id)) {
+        needs.collect(definition, region);
+    }
+    if let (Some((what, fix)), false) = (gap("logs"), needs.awslogs.is_empty()) {
+        findings.push(
+            Finding::new(
+                ids::TASK_LOGS,
+                format!(
+                    "task definitions log with awslogs but {}'s logs endpoint is not usable, {what}: {}",
+                    vpc.id,
+                    some_of(&needs.awslogs)
+                ),
+            )
+            .in_vpc(&vpc.id)
+            .resources(needs.awslogs.clone())
+            .fix(fix),
+        );
+    }
+    for (service, definitions) in &needs.secrets {
+        let Some((what, fix)) = gap(service) else {
             continue;
         };
-        let has = |service: &str| {
-            !endpoints_for(endpoints, region, service, EndpointKind::Interface).is_empty()
-        };
-        let running_here: Vec<&TaskDefinition> = definitions
+        findings.push(
+            Finding::new(
+                ids::TASK_SECRETS,
+                format!(
+                    "task definitions read secrets through {service} but {}'s {service} endpoint is \
+                     not usable, {what}: {}",
+                    vpc.id,
+                    some_of(definitions)
+                ),
+            )
+            .in_vpc(&vpc.id)
+            .resources(definitions.clone())
+            .fix(fix),
+        );
+    }
+    if !needs.cross_region.is_empty() {
+        let named: Vec<String> = needs
+            .cross_region
             .iter()
-            .filter(|d| d.vpc_ids.contains(&vpc.id))
+            .map(|(d, what)| format!("{what} ({d})"))
             .collect();
-        let mut needs = Needs::default();
-        for definition in &running_here {
-            needs.collect(definition, region);
-        }
-        let fix_for = |service: &str| create_command(region, &vpc.id, service, endpoints);
-        if !has("logs") && !needs.awslogs.is_empty() {
-            findings.push(
-                Finding::new(
-                    ids::TASK_LOGS,
-                    format!(
-                        "task definitions log with awslogs but {} has no logs endpoint: {}",
-                        vpc.id,
-                        some_of(&needs.awslogs)
-                    ),
-                )
-                .in_vpc(&vpc.id)
-                .resources(needs.awslogs.clone())
-                .fix(fix_for("logs")),
-            );
-        }
-        for (service, definitions) in &needs.secrets {
-            if has(service) {
-                continue;
-            }
-            findings.push(
-                Finding::new(
-                    ids::TASK_SECRETS,
-                    format!(
-                        "task definitions read secrets through {service} but {} has no {service} endpoint: {}",
-                        vpc.id,
-                        some_of(definitions)
-                    ),
-                )
-                .in_vpc(&vpc.id)
-                .resources(definitions.clone())
-                .fix(fix_for(service)),
-            );
-        }
-        if !needs.foreign_images.is_empty() {
-            let named: Vec<String> = needs
-                .foreign_images
-                .iter()
-                .map(|(d, image)| format!("{image} ({d})"))
-                .collect();
-            findings.push(
-                Finding::new(
-                    ids::TASK_IMAGE,
-                    format!(
-                        "images from outside {region}'s private ECR need a way out (NAT, proxy or a pull-through \
-                         cache): {}",
-                        some_of(&named)
-                    ),
-                )
-                .in_vpc(&vpc.id)
-                .resources(needs.foreign_images.iter().map(|(d, _)| d.clone()))
-                .fix(format!(
-                    "copy the images into ECR in {region}, or set up an ECR pull-through cache rule \
-                     (aws ecr create-pull-through-cache-rule)"
-                )),
-            );
-        }
-        if !needs.env_files.is_empty() {
-            let named: Vec<String> = needs
-                .env_files
-                .iter()
-                .map(|(d, file)| format!("{file} ({d})"))
-                .collect();
-            findings.push(
-                Finding::new(
-                    ids::TASK_ENV_FILES,
-                    format!(
-                        "environment files come from S3: the S3 gateway endpoint reaches them only if the bucket is \
-                         in {region} and the endpoint policy allows it: {}",
-                        some_of(&named)
-                    ),
-                )
-                .in_vpc(&vpc.id)
-                .resources(needs.env_files.iter().map(|(d, _)| d.clone()))
-                .fix("keep the buckets in this region and allow s3:GetObject on them in the S3 gateway endpoint policy"),
-            );
-        }
+        findings.push(
+            Finding::new(
+                ids::TASK_CROSS_REGION,
+                format!(
+                    "running tasks use secrets or logs in another region, which no endpoint in {region} \
+                     serves: {}",
+                    some_of(&named)
+                ),
+            )
+            .in_vpc(&vpc.id)
+            .resources(needs.cross_region.iter().map(|(d, _)| d.clone()))
+            .fix(format!(
+                "move the secrets or log groups to {region}, or keep a way out (NAT or proxy) for them"
+            )),
+        );
+    }
+    if !needs.foreign_images.is_empty() {
+        let named: Vec<String> = needs
+            .foreign_images
+            .iter()
+            .map(|(d, image)| format!("{image} ({d})"))
+            .collect();
+        findings.push(
+            Finding::new(
+                ids::TASK_IMAGE,
+                format!(
+                    "images from outside {region}'s private ECR need a way out (NAT, proxy or a \
+                     pull-through cache): {}",
+                    some_of(&named)
+                ),
+            )
+            .in_vpc(&vpc.id)
+            .resources(needs.foreign_images.iter().map(|(d, _)| d.clone()))
+            .fix(format!(
+                "copy the images into ECR in {region}, or set up an ECR pull-through cache rule \
+                 (aws ecr create-pull-through-cache-rule)"
+            )),
+        );
+    }
+    if !needs.env_files.is_empty() {
+        let named: Vec<String> = needs
+            .env_files
+            .iter()
+            .map(|(d, file)| format!("{file} ({d})"))
+            .collect();
+        findings.push(
+            Finding::new(
+                ids::TASK_ENV_FILES,
+                format!(
+                    "environment files come from S3: the S3 gateway endpoint reaches them only if the \
+                     bucket is in {region} and the endpoint policy allows it: {}",
+                    some_of(&named)
+                ),
+            )
+            .in_vpc(&vpc.id)
+            .resources(needs.env_files.iter().map(|(d, _)| d.clone()))
+            .fix(
+                "keep the buckets in this region and allow s3:GetObject on them in the S3 gateway \
+                 endpoint policy",
+            ),
+        );
     }
 }
 
@@ -114,6 +133,8 @@ struct Needs {
     awslogs: Vec<String>,
     /// endpoint service (`secretsmanager`, `ssm`) → task definitions.
     secrets: BTreeMap<&'static str, Vec<String>>,
+    /// (task definition, the secret or log region it needs elsewhere).
+    cross_region: Vec<(String, String)>,
     foreign_images: Vec<(String, String)>,
     env_files: Vec<(String, String)>,
 }
@@ -128,10 +149,20 @@ impl Needs {
         };
         for container in &definition.containers {
             if container.log_driver.as_deref() == Some("awslogs") {
-                push_once(&mut self.awslogs);
+                match container.log_region.as_deref() {
+                    Some(other) if other != region => self
+                        .cross_region
+                        .push((arn.clone(), format!("awslogs in {other}"))),
+                    _ => push_once(&mut self.awslogs),
+                }
             }
             for secret in &container.secrets {
-                push_once(self.secrets.entry(secret_service(secret)).or_default());
+                match arn_region(secret) {
+                    Some(other) if other != region => {
+                        self.cross_region.push((arn.clone(), secret.clone()))
+                    }
+                    _ => push_once(self.secrets.entry(secret_service(secret)).or_default()),
+                }
             }
             if !is_private_ecr(&container.image, region) {
                 self.foreign_images
@@ -153,33 +184,34 @@ fn secret_service(value_from: &str) -> &'static str {
     }
 }
 
-/// `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]/…`: reached through the ecr.dkr endpoint.
-fn is_private_ecr(image: &str, region: &str) -> bool {
-    let host = image.split('/').next().unwrap_or_default();
-    let mut labels = host.split('.');
-    let account = labels.next().unwrap_or_default();
-    account.len() == 12
-        && account.chars().all(|c| c.is_ascii_digit())
-        && labels.next() == Some("dkr")
-        && matches!(labels.next(), Some("ecr" | "ecr-fips"))
-        && labels.next() == Some(region)
-        && labels.next() == Some("amazonaws")
+/// The region field of an ARN, when the value is one.
+fn arn_region(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split(':').nth(2))
+        .filter(|r| !r.is_empty())
 }
 
-fn create_command(region: &str, vpc_id: &str, service: &str, endpoints: &[VpcEndpoint]) -> String {
-    let like = endpoints.iter().find(|e| e.kind == EndpointKind::Interface);
-    let subnets = like.map_or_else(|| "<subnet per AZ>".to_string(), |e| e.subnet_ids.join(" "));
-    let groups = like
-        .filter(|e| !e.security_group_ids.is_empty())
-        .map_or_else(
-            || "<security group that admits TCP 443>".to_string(),
-            |e| e.security_group_ids.join(" "),
-        );
-    format!(
-        "aws ec2 create-vpc-endpoint --region {region} --vpc-id {vpc_id} --vpc-endpoint-type Interface \
-         --service-name {}{region}.{service} --subnet-ids {subnets} --security-group-ids {groups} --private-dns-enabled",
-        super::endpoints::service_prefix(region)
-    )
+/// Private ECR in this region, reached through the ecr.dkr endpoint:
+/// `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]/…` or the dual-stack
+/// `ACCOUNT.dkr-ecr[-fips].REGION.on.aws/…`.
+fn is_private_ecr(image: &str, region: &str) -> bool {
+    let host = image.split('/').next().unwrap_or_default();
+    let labels: Vec<&str> = host.split('.').collect();
+    let account_ok = labels
+        .first()
+        .is_some_and(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()));
+    let rest: Vec<&str> = labels.iter().skip(1).copied().collect();
+    let classic = matches!(
+        rest.as_slice(),
+        ["dkr", "ecr" | "ecr-fips", r, "amazonaws", "com"] | ["dkr", "ecr" | "ecr-fips", r, "amazonaws", "com", "cn"]
+            if *r == region
+    );
+    let dual_stack = matches!(
+        rest.as_slice(),
+        ["dkr-ecr" | "dkr-ecr-fips", r, "on", "aws"] if *r == region
+    );
+    account_ok && (classic || dual_stack)
 }
 
 #[cfg(test)]
@@ -202,6 +234,7 @@ mod tests {
             name: "sidecar".into(),
             image: image.into(),
             log_driver: None,
+            log_region: None,
             secrets: vec![],
             s3_environment_files: vec![],
         }
@@ -220,6 +253,11 @@ mod tests {
             ("nginx:latest", false),
             ("docker.io/library/redis", false),
             ("12345.dkr.ecr.eu-west-1.amazonaws.com/web", false),
+            ("123456789012.dkr-ecr.eu-west-1.on.aws/web:1", true),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.example/web",
+                false,
+            ),
         ] {
             assert_eq!(is_private_ecr(image, REGION), expected, "{image}");
         }
@@ -268,6 +306,42 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn secrets_and_logs_in_another_region_need_a_way_out() {
+        let mut sidecar = container("123456789012.dkr.ecr.eu-west-1.amazonaws.com/side:1");
+        sidecar.secrets =
+            vec!["arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf".into()];
+        sidecar.log_driver = Some("awslogs".into());
+        sidecar.log_region = Some("us-east-1".into());
+        let inventory = with_container(sidecar);
+        let findings = run(&inventory, PreflightOptions::default()).findings;
+        let cross = find(&findings, ids::TASK_CROSS_REGION);
+        assert!(
+            cross.summary.contains("awslogs in us-east-1"),
+            "{}",
+            cross.summary
+        );
+        assert!(
+            cross.summary.contains("secretsmanager:us-east-1"),
+            "{}",
+            cross.summary
+        );
+        assert!(
+            !findings.iter().any(|f| f.id == ids::TASK_SECRETS),
+            "{findings:#?}"
+        );
+    }
+
+    #[test]
+    fn logs_endpoint_without_private_dns_does_not_count() {
+        let mut inventory = ready_inventory();
+        endpoint_mut(&mut inventory, "logs").private_dns_enabled = false;
+        let findings = run(&inventory, PreflightOptions::default()).findings;
+        assert!(find(&findings, ids::TASK_LOGS)
+            .summary
+            .contains("private DNS off"));
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub(super) async fn discover(
     cluster_name: &str,
 ) -> Result<Inventory, FleetError> {
     let cluster = describe_cluster(fleet, cluster_name).await?;
-    let container_instances = container_instances(fleet, &cluster).await?;
+    let (container_instances, container_instance_failures) =
+        container_instances(fleet, &cluster).await?;
     let ec2_ids: Vec<String> = container_instances
         .iter()
         .map(|ci| ci.ec2_instance_id.clone())
@@ -59,6 +60,7 @@ pub(super) async fn discover(
     Ok(Inventory {
         cluster,
         container_instances,
+        container_instance_failures,
         ec2_instances,
         ssm_instances,
         vpcs,
@@ -109,10 +111,11 @@ fn account_of(arn: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The cluster's container instances, and those listed but answered with a failure.
 async fn container_instances(
     fleet: &AwsFleet,
     cluster: &Cluster,
-) -> Result<Vec<ContainerInstance>, FleetError> {
+) -> Result<(Vec<ContainerInstance>, Vec<DescribeFailure>), FleetError> {
     // Without a status filter ECS lists every status but INACTIVE: ACTIVE, DRAINING and the
     // transitional ones, which preflight reports as out of scope.
     let arns: Vec<String> = fleet
@@ -133,7 +136,7 @@ async fn container_instances(
         .chunks(ECS_DESCRIBE_BATCH)
         .map(<[String]>::to_vec)
         .collect();
-    let described: Vec<Vec<ContainerInstance>> = stream::iter(batches)
+    let described: Vec<(Vec<ContainerInstance>, Vec<DescribeFailure>)> = stream::iter(batches)
         .map(|batch| async move {
             let output = fleet
                 .ecs
@@ -146,7 +149,15 @@ async fn container_instances(
                     CallError::from_sdk("ecs:DescribeContainerInstances", e)
                         .fatal(&fleet.endpoint, &cluster.name)
                 })?;
-            Ok::<_, FleetError>(
+            let failures = output
+                .failures()
+                .iter()
+                .map(|f| DescribeFailure {
+                    arn: f.arn().unwrap_or_default().to_string(),
+                    reason: f.reason().unwrap_or("unknown").to_string(),
+                })
+                .collect();
+            Ok::<_, FleetError>((
                 output
                     .container_instances()
                     .iter()
@@ -165,12 +176,17 @@ async fn container_instances(
                         running_tasks: ci.running_tasks_count(),
                     })
                     .collect(),
-            )
+                failures,
+            ))
         })
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
-    Ok(described.into_iter().flatten().collect())
+    let (instances, failures): (Vec<_>, Vec<_>) = described.into_iter().unzip();
+    Ok((
+        instances.into_iter().flatten().collect(),
+        failures.into_iter().flatten().collect(),
+    ))
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
@@ -298,14 +314,21 @@ async fn ssm_instances(fleet: &AwsFleet, ids: &[String]) -> Fact<BTreeMap<String
 
 async fn s3_prefix_list(fleet: &AwsFleet) -> Fact<Option<String>> {
     let region = &fleet.region;
-    let name = format!(
+    // The list's name is `com.amazonaws.REGION.s3` everywhere, even where the endpoint
+    // service name has a partition prefix (`cn.com.amazonaws.…`): ask for both.
+    let name = format!("com.amazonaws.{region}.s3");
+    let partition_name = format!(
         "{}{region}.s3",
         crate::preflight::endpoint_service_prefix(region)
     );
+    let mut names = vec![name.clone()];
+    if partition_name != name {
+        names.push(partition_name);
+    }
     let lists: Vec<aws_sdk_ec2::types::PrefixList> = fleet
         .ec2
         .describe_prefix_lists()
-        .filters(filter("prefix-list-name", [name.clone()]))
+        .filters(filter("prefix-list-name", names))
         .into_paginator()
         .items()
         .send()
@@ -432,6 +455,10 @@ fn container_definition(
         name: container.name().unwrap_or_default().to_string(),
         image: container.image().unwrap_or_default().to_string(),
         log_driver: log.map(|l| l.log_driver().as_str().to_string()),
+        log_region: log
+            .and_then(|l| l.options())
+            .and_then(|options| options.get("awslogs-region"))
+            .cloned(),
         secrets,
         s3_environment_files: container
             .environment_files()
@@ -458,6 +485,11 @@ async fn vpc(fleet: &AwsFleet, id: String) -> Vpc {
         // Already reported as unreadable endpoints; nothing more to say about their ENIs.
         Err(_) => Ok(Vec::new()),
     };
+    let prefix_lists = match &security_groups {
+        Ok(groups) => prefix_lists(fleet, &id, groups).await,
+        // Already reported as unreadable security groups.
+        Err(_) => Ok(BTreeMap::new()),
+    };
     Vpc {
         id,
         dns,
@@ -468,7 +500,46 @@ async fn vpc(fleet: &AwsFleet, id: String) -> Vpc {
         endpoint_interfaces,
         security_groups,
         network_acls,
+        prefix_lists,
     }
+}
+
+/// The entries of every prefix list the security groups' rules refer to, so a rule by
+/// prefix list is judged by its CIDRs like any other.
+async fn prefix_lists(
+    fleet: &AwsFleet,
+    vpc_id: &str,
+    groups: &[SecurityGroup],
+) -> Fact<BTreeMap<String, Vec<Cidr>>> {
+    let ids: BTreeSet<String> = groups
+        .iter()
+        .flat_map(|g| g.ingress.iter().chain(&g.egress))
+        .flat_map(|rule| rule.prefix_list_ids.iter().cloned())
+        .collect();
+    stream::iter(ids)
+        .map(|id| async move {
+            let entries: Vec<aws_sdk_ec2::types::PrefixListEntry> = fleet
+                .ec2
+                .get_managed_prefix_list_entries()
+                .prefix_list_id(&id)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| {
+                    CallError::from_sdk("ec2:GetManagedPrefixListEntries", e)
+                        .unreadable(&format!("{id} (in {vpc_id})"))
+                })?;
+            let cidrs = entries
+                .iter()
+                .filter_map(|e| e.cidr().and_then(Cidr::parse))
+                .collect();
+            Ok((id, cidrs))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 async fn vpc_dns(fleet: &AwsFleet, vpc_id: &str) -> Fact<VpcDns> {
@@ -577,6 +648,16 @@ async fn route_tables(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<RouteTable>> {
                     .iter()
                     .filter_map(|a| a.subnet_id())
                     .map(str::to_string)
+                    .collect(),
+                prefix_list_routes: t
+                    .routes()
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r.gateway_id()?.to_string(),
+                            r.destination_prefix_list_id()?.to_string(),
+                        ))
+                    })
                     .collect(),
             })
         })
