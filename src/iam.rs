@@ -28,10 +28,23 @@ pub fn partition_of(region: &str) -> &'static str {
 
 impl PolicyScope {
     fn arns(&self, scope: ResourceScope) -> Vec<String> {
-        let region = self.region.as_deref().unwrap_or("*");
-        let partition = self.region.as_deref().map_or("aws", partition_of);
-        let account = self.account.as_deref().unwrap_or("*");
-        let cluster = self.cluster.as_deref().unwrap_or("*");
+        // A cluster ARN (`arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`) also gives region and
+        // account where they were not given.
+        let arn: Vec<&str> = self
+            .cluster
+            .as_deref()
+            .filter(|c| c.starts_with("arn:"))
+            .map(|c| c.split(':').collect())
+            .unwrap_or_default();
+        let from_arn = |index: usize| arn.get(index).copied().filter(|v| !v.is_empty());
+        let region = self.region.as_deref().or(from_arn(3)).unwrap_or("*");
+        let partition = from_arn(1).unwrap_or_else(|| partition_of(region));
+        let account = self.account.as_deref().or(from_arn(4)).unwrap_or("*");
+        let cluster = self
+            .cluster
+            .as_deref()
+            .map(|c| c.rsplit('/').next().unwrap_or(c))
+            .unwrap_or("*");
         let ecs = |path: String| format!("arn:{partition}:ecs:{region}:{account}:{path}");
         match scope {
             ResourceScope::Any => vec!["*".into()],
@@ -137,6 +150,27 @@ mod tests {
         assert_eq!(
             statement(&policy, "ReadWithoutResourceScope")["Resource"],
             json!(["*"])
+        );
+    }
+
+    #[test]
+    fn readme_shows_every_action() {
+        let readme = include_str!("../README.md");
+        for operation in OPERATIONS {
+            let action = format!("\"{}\"", operation.iam_action());
+            assert!(readme.contains(&action), "README's policy lacks {action}");
+        }
+    }
+
+    #[test]
+    fn cluster_arn_gives_name_region_and_account() {
+        let policy = policy(&PolicyScope {
+            cluster: Some("arn:aws-us-gov:ecs:us-gov-west-1:123456789012:cluster/prod".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            statement(&policy, "ReadCluster")["Resource"],
+            json!(["arn:aws-us-gov:ecs:us-gov-west-1:123456789012:cluster/prod"])
         );
     }
 

@@ -8,8 +8,12 @@
 
 use serde_json::Value;
 
+use std::collections::BTreeSet;
+
 use super::endpoints::endpoints_for;
+use super::workloads::is_private_ecr;
 use super::{ids, Finding};
+use crate::iam::partition_of;
 use crate::inventory::{EndpointKind, Inventory, Vpc};
 
 /// What a policy says about one request.
@@ -85,6 +89,9 @@ fn applies(statement: &Value, action: &str, resource: &str) -> bool {
 }
 
 fn principal_is_everyone(statement: &Value) -> bool {
+    if statement.get("NotPrincipal").is_some() {
+        return false;
+    }
     match statement.get("Principal") {
         None => true,
         Some(Value::String(s)) => s == "*",
@@ -131,62 +138,128 @@ fn wildcard(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// The requests each endpoint must let through, as (service, action, resource, for what).
-fn needs(
-    inventory: &Inventory,
-    container_instance_arn: &str,
-) -> Vec<(
-    &'static str,
-    EndpointKind,
-    &'static str,
-    String,
-    &'static str,
-)> {
+/// One request an endpoint's policy must let through.
+struct Need {
+    /// Short endpoint service name.
+    service: &'static str,
+    kind: EndpointKind,
+    action: &'static str,
+    resource: String,
+    purpose: &'static str,
+}
+
+impl Need {
+    fn new(
+        service: &'static str,
+        action: &'static str,
+        resource: String,
+        purpose: &'static str,
+    ) -> Need {
+        let kind = if service == "s3" {
+            EndpointKind::Gateway
+        } else {
+            EndpointKind::Interface
+        };
+        Need {
+            service,
+            kind,
+            action,
+            resource,
+            purpose,
+        }
+    }
+}
+
+/// The requests the agent, image pulls and agent updates send through each endpoint. A
+/// container instance of the VPC stands in for "any of them" in ARN-scoped statements.
+fn needs(inventory: &Inventory, vpc: &Vpc, container_instance_arn: &str) -> Vec<Need> {
     let region = &inventory.cluster.region;
-    vec![
-        (
+    let partition = partition_of(region);
+    let instance = container_instance_arn.to_string();
+    let mut needs = vec![
+        Need::new(
+            "ecs",
+            "ecs:DiscoverPollEndpoint",
+            instance.clone(),
+            "the agent's endpoint discovery",
+        ),
+        Need::new(
             "ecs-agent",
-            EndpointKind::Interface,
             "ecs:Poll",
-            container_instance_arn.to_string(),
+            instance.clone(),
             "the agent's ACS session",
         ),
-        (
+        Need::new(
             "ecs-telemetry",
-            EndpointKind::Interface,
             "ecs:StartTelemetrySession",
-            container_instance_arn.to_string(),
+            instance,
             "the agent's telemetry session",
         ),
-        (
+        Need::new(
+            "ecr.api",
+            "ecr:GetAuthorizationToken",
+            "*".into(),
+            "ECR image pulls",
+        ),
+        Need::new(
             "s3",
-            EndpointKind::Gateway,
             "s3:GetObject",
-            format!("arn:aws:s3:::prod-{region}-starport-layer-bucket/layer"),
+            format!("arn:{partition}:s3:::prod-{region}-starport-layer-bucket/layer"),
             "ECR image layer pulls",
         ),
-        (
+        Need::new(
             "s3",
-            EndpointKind::Gateway,
             "s3:GetObject",
-            "arn:aws:s3:::amazon-ecs-agent/ecs-agent.tar".to_string(),
+            format!("arn:{partition}:s3:::amazon-ecs-agent/ecs-agent.tar"),
             "agent updates",
         ),
-        (
+        Need::new(
             "s3",
-            EndpointKind::Gateway,
             "s3:GetObject",
-            format!("arn:aws:s3:::amazon-ecs-agent-{region}/ecs-agent.tar"),
+            format!("arn:{partition}:s3:::amazon-ecs-agent-{region}/ecs-agent.tar"),
             "agent updates",
         ),
-    ]
+    ];
+    for repository in private_repositories(inventory, vpc) {
+        for action in ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"] {
+            needs.push(Need::new(
+                "ecr.dkr",
+                action,
+                repository.clone(),
+                "image pulls of running tasks",
+            ));
+        }
+    }
+    needs
+}
+
+/// Repository ARNs of the private ECR images that running tasks in `vpc` use.
+fn private_repositories(inventory: &Inventory, vpc: &Vpc) -> BTreeSet<String> {
+    let region = &inventory.cluster.region;
+    let partition = partition_of(region);
+    let Ok(definitions) = &inventory.task_definitions else {
+        return BTreeSet::new();
+    };
+    definitions
+        .iter()
+        .filter(|d| d.vpc_ids.contains(&vpc.id))
+        .flat_map(|d| &d.containers)
+        .filter(|c| is_private_ecr(&c.image, region))
+        .filter_map(|c| {
+            let (host, path) = c.image.split_once('/')?;
+            let account = host.split('.').next()?;
+            let name = path.split(['@', ':']).next()?;
+            Some(format!(
+                "arn:{partition}:ecr:{region}:{account}:repository/{name}"
+            ))
+        })
+        .collect()
 }
 
 pub(super) fn check(inventory: &Inventory, vpc: &Vpc, findings: &mut Vec<Finding>) {
     let Ok(endpoints) = &vpc.endpoints else {
         return;
     };
-    // A container instance of this VPC stands in for "any of them" in ARN-scoped statements.
     let Some(sample) = inventory
         .container_instances
         .iter()
@@ -194,8 +267,16 @@ pub(super) fn check(inventory: &Inventory, vpc: &Vpc, findings: &mut Vec<Finding
     else {
         return;
     };
-    for (service, kind, action, resource, purpose) in needs(inventory, &sample.arn) {
-        for endpoint in endpoints_for(endpoints, &inventory.cluster.region, service, kind) {
+    let region = &inventory.cluster.region;
+    for need in needs(inventory, vpc, &sample.arn) {
+        let Need {
+            service,
+            kind,
+            action,
+            resource,
+            purpose,
+        } = need;
+        for endpoint in endpoints_for(endpoints, region, service, kind) {
             let Some(policy) = &endpoint.policy else {
                 continue;
             };
@@ -210,13 +291,16 @@ pub(super) fn check(inventory: &Inventory, vpc: &Vpc, findings: &mut Vec<Finding
             findings.push(
                 Finding::new(
                     ids::ENDPOINT_POLICY,
-                    format!("the policy of {service} endpoint {} {verdict}, needed for {purpose}", endpoint.id),
+                    format!(
+                        "the policy of {service} endpoint {} {verdict}, needed for {purpose}",
+                        endpoint.id
+                    ),
                 )
                 .in_vpc(&vpc.id)
                 .resources([endpoint.id.clone()])
                 .fix(format!(
-                    "allow {action} on {resource} in the endpoint policy \
-                     (aws ec2 modify-vpc-endpoint --vpc-endpoint-id {} --policy-document file://policy.json)",
+                    "allow {action} on {resource} in the endpoint policy (aws ec2 modify-vpc-endpoint \
+                     --region {region} --vpc-endpoint-id {} --policy-document file://policy.json)",
                     endpoint.id
                 )),
             );
@@ -337,6 +421,57 @@ mod tests {
             .iter()
             .all(|f| f.summary.contains("agent updates")
                 && f.resources == vec!["vpce-s3".to_string()]));
+    }
+
+    #[test]
+    fn not_principal_is_never_taken_for_everyone() {
+        let policy = r#"{"Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::1:root"},"Action":"*","Resource":"*"}]}"#;
+        assert!(matches!(
+            evaluate(policy, POLL, CI),
+            Ok(Decision::Uncertain(_))
+        ));
+    }
+
+    #[test]
+    fn ecr_dkr_policy_is_checked_for_the_repositories_tasks_pull_from() {
+        let mut inventory = ready_inventory();
+        endpoint_mut(&mut inventory, "ecr.dkr").policy = Some(
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:*","Resource":"arn:aws:ecr:eu-west-1:123456789012:repository/other"}]}"#.into(),
+        );
+        let findings = run(&inventory, PreflightOptions::default()).findings;
+        let policy: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.id == ids::ENDPOINT_POLICY)
+            .collect();
+        assert_eq!(policy.len(), 2, "{policy:#?}");
+        assert!(
+            policy.iter().all(|f| f.summary.contains("repository/web")),
+            "{policy:#?}"
+        );
+    }
+
+    #[test]
+    fn ecs_endpoint_policy_denying_discovery_warns() {
+        let mut inventory = ready_inventory();
+        endpoint_mut(&mut inventory, "ecs").policy = Some(
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"ecs:Describe*","Resource":"*"}]}"#.into(),
+        );
+        let findings = run(&inventory, PreflightOptions::default()).findings;
+        assert!(find(&findings, ids::ENDPOINT_POLICY)
+            .summary
+            .contains("ecs:DiscoverPollEndpoint"));
+    }
+
+    #[test]
+    fn s3_arns_follow_the_partition() {
+        let mut inventory = ready_inventory();
+        inventory.cluster.region = "cn-north-1".into();
+        let vpc = inventory.vpcs[0].clone();
+        let needs = needs(&inventory, &vpc, CI);
+        assert!(needs
+            .iter()
+            .filter(|n| n.service == "s3")
+            .all(|n| n.resource.starts_with("arn:aws-cn:s3:::")));
     }
 
     #[test]

@@ -195,7 +195,7 @@ fn arn_region(value: &str) -> Option<&str> {
 /// Private ECR in this region, reached through the ecr.dkr endpoint:
 /// `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]/…` or the dual-stack
 /// `ACCOUNT.dkr-ecr[-fips].REGION.on.aws/…`.
-fn is_private_ecr(image: &str, region: &str) -> bool {
+pub(crate) fn is_private_ecr(image: &str, region: &str) -> bool {
     let host = image.split('/').next().unwrap_or_default();
     let labels: Vec<&str> = host.split('.').collect();
     let account_ok = labels

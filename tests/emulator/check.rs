@@ -83,15 +83,27 @@ async fn ready_cluster_passes() {
 /// Asserts exit 1 and that `finding` names `resource` in both outputs.
 fn assert_blocked(run: &Run, finding: &str, resource: &str) {
     assert_eq!(run.code, 1, "expected exit 1 for {finding}:\n{}", run.human);
-    let section = run
-        .human
-        .split("\n\n")
-        .flat_map(|block| block.split("\n✗ "))
-        .find(|block| block.contains(&format!("error {finding}")))
-        .unwrap_or_else(|| panic!("no {finding} error in the human report:\n{}", run.human));
+    // The finding's own lines: from its "✗ error ID" heading to the next heading.
+    let mut sections: Vec<String> = Vec::new();
+    for line in run.human.lines() {
+        let heading = ["✗ ", "! ", "i "].iter().any(|mark| line.starts_with(mark));
+        match sections.last_mut() {
+            Some(section) if !heading && line.starts_with("  ") => {
+                section.push('\n');
+                section.push_str(line);
+            }
+            _ => sections.push(line.to_string()),
+        }
+    }
+    sections.retain(|s| s.starts_with(&format!("✗ error {finding}")));
     assert!(
-        section.contains(resource) || run.human.contains(resource),
-        "{resource} not named:\n{}",
+        !sections.is_empty(),
+        "no {finding} error in the human report:\n{}",
+        run.human
+    );
+    assert!(
+        sections.iter().any(|s| s.contains(resource)),
+        "{finding} does not name {resource}:\n{}",
         run.human
     );
     let findings = run.json["findings"].as_array().expect("findings array");
@@ -345,4 +357,50 @@ async fn a_cluster_that_cannot_be_listed_is_an_access_error() {
         "{stderr}"
     );
     assert!(stderr.contains("iam-policy"), "{stderr}");
+}
+
+#[tokio::test]
+async fn endpoint_ingress_through_a_customer_prefix_list_passes() {
+    let (_, run) = broken(Break::IngressByPrefixList).await;
+    assert_eq!(run.code, 0, "{}", run.human);
+}
+
+#[tokio::test]
+async fn warning_level_checks_report_without_blocking() {
+    let (scenario, run) = broken(Break::Warnings).await;
+    assert_eq!(run.code, 0, "{}", run.human);
+    let findings = run.json["findings"].as_array().unwrap();
+    let of = |id: &str| -> Vec<&Value> { findings.iter().filter(|f| f["id"] == id).collect() };
+    let named = |f: &Value, resource: &str| {
+        f["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == resource)
+    };
+
+    let acl = of("network-acl-blocks-443");
+    assert!(!acl.is_empty(), "{}", run.human);
+    assert!(acl.iter().all(|f| f["severity"] == "warning"
+        && f["summary"].as_str().unwrap().contains("outbound TCP 443")));
+    let policy = of("endpoint-policy-denies");
+    assert_eq!(policy.len(), 2, "{policy:#?}");
+    assert!(policy.iter().all(|f| named(f, &scenario.endpoints["s3"])));
+    let az = of("interface-endpoint-az-missing");
+    assert_eq!(az.len(), 1, "{az:#?}");
+    assert!(named(az[0], &scenario.endpoints["ecr.dkr"]) && named(az[0], "eu-west-1c"));
+    let image = of("task-image-outside-private-ecr");
+    assert_eq!(image.len(), 1);
+    assert!(image[0]["summary"].as_str().unwrap().contains("nginx:1.27"));
+    for id in [
+        "network-acl-blocks-443",
+        "endpoint-policy-denies",
+        "interface-endpoint-az-missing",
+    ] {
+        assert!(
+            run.human.contains(&format!("! warning {id}")),
+            "{id} missing:\n{}",
+            run.human
+        );
+    }
 }

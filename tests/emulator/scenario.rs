@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, IpPermission, IpRange, NewDhcpConfiguration, PrefixListId,
-    RequestLaunchTemplateData, UserIdGroupPair, VpcEndpointType,
+    AddPrefixListEntry, AttributeBooleanValue, Filter, IpPermission, IpRange, NewDhcpConfiguration,
+    PortRange, PrefixListId, RequestLaunchTemplateData, RuleAction, UserIdGroupPair,
+    VpcEndpointType,
 };
 use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver, NetworkMode};
 use serde_json::json;
@@ -44,6 +45,12 @@ pub enum Break {
     EgressOnlyToS3,
     EgressOnlyToEndpoints,
     OldAgent,
+    /// Ready, but the endpoints admit the instances through a customer-managed prefix list.
+    IngressByPrefixList,
+    /// Ready, with one thing behind each warning-level check: a network ACL dropping 443,
+    /// an S3 policy that allows layers but not agent updates, ecr.dkr missing one AZ, and a
+    /// task pulling from Docker Hub.
+    Warnings,
 }
 
 /// The ids of what was built.
@@ -181,15 +188,35 @@ pub async fn build(emulator: &Emulator, broken: Break) -> Scenario {
     };
     let instance_sg = group("ecs-instances").await;
     let endpoint_sg = group("vpc-endpoints").await;
-    let endpoint_ingress = if broken == Break::EndpointIngressClosed {
-        IpPermission::builder()
+    let endpoint_ingress = match broken {
+        Break::EndpointIngressClosed => IpPermission::builder()
             .ip_protocol("tcp")
             .from_port(443)
             .to_port(443)
             .ip_ranges(IpRange::builder().cidr_ip("192.168.0.0/16").build())
-            .build()
-    } else {
-        https_from_group(&instance_sg)
+            .build(),
+        Break::IngressByPrefixList => {
+            let list = ec2
+                .create_managed_prefix_list()
+                .prefix_list_name("vpc-ranges")
+                .address_family("IPv4")
+                .max_entries(5)
+                .entries(AddPrefixListEntry::builder().cidr("10.0.0.0/16").build())
+                .send()
+                .await
+                .unwrap()
+                .prefix_list
+                .unwrap()
+                .prefix_list_id
+                .unwrap();
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(443)
+                .to_port(443)
+                .prefix_list_ids(PrefixListId::builder().prefix_list_id(list).build())
+                .build()
+        }
+        _ => https_from_group(&instance_sg),
     };
     ec2.authorize_security_group_ingress()
         .group_id(&endpoint_sg)
@@ -250,7 +277,11 @@ pub async fn build(emulator: &Emulator, broken: Break) -> Scenario {
             .vpc_id(&vpc)
             .vpc_endpoint_type(VpcEndpointType::Interface)
             .service_name(format!("com.amazonaws.{REGION}.{service}"))
-            .set_subnet_ids(Some(subnets.clone()))
+            .set_subnet_ids(Some(if broken == Break::Warnings && service == "ecr.dkr" {
+                subnets[..2].to_vec()
+            } else {
+                subnets.clone()
+            }))
             .security_group_ids(&endpoint_sg)
             .private_dns_enabled(broken != Break::PrivateDnsOff(service))
             .send()
@@ -272,6 +303,11 @@ pub async fn build(emulator: &Emulator, broken: Break) -> Scenario {
             .vpc_endpoint_type(VpcEndpointType::Gateway)
             .service_name(format!("com.amazonaws.{REGION}.s3"))
             .set_route_table_ids(Some(tables))
+            .set_policy_document((broken == Break::Warnings).then(|| {
+                json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                    "Resource": format!("arn:aws:s3:::prod-{REGION}-starport-layer-bucket/*")}]})
+                .to_string()
+            }))
             .send()
             .await
             .unwrap();
@@ -316,7 +352,16 @@ pub async fn build(emulator: &Emulator, broken: Break) -> Scenario {
         "/_privlink/ssm/managed-instances",
         &json!({"instances": managed}),
     );
-    run_web_task(emulator).await;
+    run_task(
+        emulator,
+        "web",
+        &format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/web:1"),
+    )
+    .await;
+    if broken == Break::Warnings {
+        run_task(emulator, "proxy", "nginx:1.27").await;
+        drop_outbound_https(emulator, &vpc, &subnets[2]).await;
+    }
 
     Scenario {
         vpc,
@@ -389,23 +434,86 @@ pub async fn register_cluster(emulator: &Emulator, instances: &[String]) {
     }
 }
 
-async fn run_web_task(emulator: &Emulator) {
+/// Gives `subnet` its own network ACL: everything allowed but TCP 443 out to 10.0.0.0/8,
+/// where the endpoints' network interfaces are.
+async fn drop_outbound_https(emulator: &Emulator, vpc: &str, subnet: &str) {
+    let ec2 = emulator.ec2();
+    let acl = ec2
+        .create_network_acl()
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .network_acl
+        .unwrap()
+        .network_acl_id
+        .unwrap();
+    let entry = |number: i32, egress: bool, protocol: &str, allow: bool, cidr: &str| {
+        let ec2 = ec2.clone();
+        let acl = acl.clone();
+        let (protocol, cidr) = (protocol.to_string(), cidr.to_string());
+        async move {
+            let mut request = ec2
+                .create_network_acl_entry()
+                .network_acl_id(acl)
+                .rule_number(number)
+                .egress(egress)
+                .protocol(&protocol)
+                .rule_action(if allow {
+                    RuleAction::Allow
+                } else {
+                    RuleAction::Deny
+                })
+                .cidr_block(cidr);
+            if protocol == "6" {
+                request = request.port_range(PortRange::builder().from(443).to(443).build());
+            }
+            request.send().await.unwrap();
+        }
+    };
+    entry(100, true, "6", false, "10.0.0.0/8").await;
+    entry(200, true, "-1", true, "0.0.0.0/0").await;
+    entry(200, false, "-1", true, "0.0.0.0/0").await;
+    let association = ec2
+        .describe_network_acls()
+        .filters(filter("association.subnet-id", subnet))
+        .send()
+        .await
+        .unwrap()
+        .network_acls()[0]
+        .associations()
+        .iter()
+        .find(|a| a.subnet_id() == Some(subnet))
+        .unwrap()
+        .network_acl_association_id()
+        .unwrap()
+        .to_string();
+    ec2.replace_network_acl_association()
+        .association_id(association)
+        .network_acl_id(acl)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Registers a one-container task definition and starts a task of it on the first instance.
+async fn run_task(emulator: &Emulator, family: &str, image: &str) {
     let ecs = emulator.ecs();
     let container = ContainerDefinition::builder()
-        .name("web")
-        .image(format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/web:1"))
+        .name(family)
+        .image(image)
         .memory(256)
         .log_configuration(
             LogConfiguration::builder()
                 .log_driver(LogDriver::Awslogs)
-                .options("awslogs-group", "/ecs/web")
+                .options("awslogs-group", format!("/ecs/{family}"))
                 .options("awslogs-region", REGION)
                 .build()
                 .unwrap(),
         )
         .build();
     ecs.register_task_definition()
-        .family("web")
+        .family(family)
         .network_mode(NetworkMode::Bridge)
         .container_definitions(container)
         .send()
@@ -421,7 +529,7 @@ async fn run_web_task(emulator: &Emulator) {
         .clone();
     ecs.start_task()
         .cluster(CLUSTER)
-        .task_definition("web")
+        .task_definition(family)
         .container_instances(container_instance)
         .send()
         .await
