@@ -17,6 +17,20 @@ use super::{AwsFleet, CallError};
 use crate::fleet::FleetError;
 use crate::inventory::*;
 
+/// Sends a paginated request and collects the items of every page; a failure leaves the
+/// fact unreadable, naming the IAM action and the scope.
+macro_rules! every_item {
+    ($request:expr, $action:literal, $scope:expr) => {
+        $request
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| CallError::from_sdk($action, e).unreadable($scope))
+    };
+}
+
 /// `DescribeContainerInstances` and `DescribeTasks` take at most 100 ARNs.
 const ECS_DESCRIBE_BATCH: usize = 100;
 /// EC2 filters take at most 200 values; 100 keeps responses small.
@@ -325,16 +339,14 @@ async fn s3_prefix_list(fleet: &AwsFleet) -> Fact<Option<String>> {
     if partition_name != name {
         names.push(partition_name);
     }
-    let lists: Vec<aws_sdk_ec2::types::PrefixList> = fleet
-        .ec2
-        .describe_prefix_lists()
-        .filters(filter("prefix-list-name", names))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribePrefixLists", e).unreadable(&name))?;
+    let lists: Vec<aws_sdk_ec2::types::PrefixList> = every_item!(
+        fleet
+            .ec2
+            .describe_prefix_lists()
+            .filters(filter("prefix-list-name", names)),
+        "ec2:DescribePrefixLists",
+        &name
+    )?;
     Ok(lists
         .into_iter()
         .find_map(|l| l.prefix_list_id().map(str::to_string)))
@@ -604,16 +616,14 @@ async fn dhcp_dns_servers(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<String>> {
 }
 
 async fn subnets(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<Subnet>> {
-    let subnets: Vec<aws_sdk_ec2::types::Subnet> = fleet
-        .ec2
-        .describe_subnets()
-        .filters(filter("vpc-id", [vpc_id]))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribeSubnets", e).unreadable(vpc_id))?;
+    let subnets: Vec<aws_sdk_ec2::types::Subnet> = every_item!(
+        fleet
+            .ec2
+            .describe_subnets()
+            .filters(filter("vpc-id", [vpc_id])),
+        "ec2:DescribeSubnets",
+        vpc_id
+    )?;
     Ok(subnets
         .iter()
         .filter_map(|s| {
@@ -627,16 +637,14 @@ async fn subnets(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<Subnet>> {
 }
 
 async fn route_tables(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<RouteTable>> {
-    let tables: Vec<aws_sdk_ec2::types::RouteTable> = fleet
-        .ec2
-        .describe_route_tables()
-        .filters(filter("vpc-id", [vpc_id]))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribeRouteTables", e).unreadable(vpc_id))?;
+    let tables: Vec<aws_sdk_ec2::types::RouteTable> = every_item!(
+        fleet
+            .ec2
+            .describe_route_tables()
+            .filters(filter("vpc-id", [vpc_id])),
+        "ec2:DescribeRouteTables",
+        vpc_id
+    )?;
     Ok(tables
         .iter()
         .filter_map(|t| {
@@ -665,16 +673,14 @@ async fn route_tables(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<RouteTable>> {
 }
 
 async fn endpoints(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<VpcEndpoint>> {
-    let endpoints: Vec<aws_sdk_ec2::types::VpcEndpoint> = fleet
-        .ec2
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", [vpc_id]))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribeVpcEndpoints", e).unreadable(vpc_id))?;
+    let endpoints: Vec<aws_sdk_ec2::types::VpcEndpoint> = every_item!(
+        fleet
+            .ec2
+            .describe_vpc_endpoints()
+            .filters(filter("vpc-id", [vpc_id])),
+        "ec2:DescribeVpcEndpoints",
+        vpc_id
+    )?;
     let strings = |list: &[String]| list.to_vec();
     Ok(endpoints
         .iter()
@@ -790,16 +796,14 @@ fn rules(permissions: &[aws_sdk_ec2::types::IpPermission]) -> Vec<SecurityGroupR
 }
 
 async fn security_groups(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<SecurityGroup>> {
-    let groups: Vec<aws_sdk_ec2::types::SecurityGroup> = fleet
-        .ec2
-        .describe_security_groups()
-        .filters(filter("vpc-id", [vpc_id]))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribeSecurityGroups", e).unreadable(vpc_id))?;
+    let groups: Vec<aws_sdk_ec2::types::SecurityGroup> = every_item!(
+        fleet
+            .ec2
+            .describe_security_groups()
+            .filters(filter("vpc-id", [vpc_id])),
+        "ec2:DescribeSecurityGroups",
+        vpc_id
+    )?;
     Ok(groups
         .iter()
         .filter_map(|g| {
@@ -813,16 +817,14 @@ async fn security_groups(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<SecurityGro
 }
 
 async fn network_acls(fleet: &AwsFleet, vpc_id: &str) -> Fact<Vec<NetworkAcl>> {
-    let acls: Vec<aws_sdk_ec2::types::NetworkAcl> = fleet
-        .ec2
-        .describe_network_acls()
-        .filters(filter("vpc-id", [vpc_id]))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribeNetworkAcls", e).unreadable(vpc_id))?;
+    let acls: Vec<aws_sdk_ec2::types::NetworkAcl> = every_item!(
+        fleet
+            .ec2
+            .describe_network_acls()
+            .filters(filter("vpc-id", [vpc_id])),
+        "ec2:DescribeNetworkAcls",
+        vpc_id
+    )?;
     Ok(acls
         .iter()
         .filter_map(|acl| {
