@@ -404,3 +404,35 @@ async fn warning_level_checks_report_without_blocking() {
         );
     }
 }
+
+#[tokio::test]
+async fn endpoints_that_are_not_available_block() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    let (agent, s3) = (&scenario.endpoints["ecs-agent"], &scenario.endpoints["s3"]);
+    emulator.control(
+        "/_privlink/ec2/endpoint-state",
+        &serde_json::json!({agent: "pending", s3: "failed"}),
+    );
+    let run = check(&emulator);
+    assert_blocked(&run, "interface-endpoint-unavailable", agent);
+    assert_blocked(&run, "s3-gateway-endpoint-unavailable", s3);
+    assert!(
+        run.human.contains("is pending, not available"),
+        "{}",
+        run.human
+    );
+}
+
+#[tokio::test]
+async fn unreadable_agent_version_blocks() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    let instance = &scenario.instances[2];
+    emulator.control(
+        "/_privlink/ecs/agent-state",
+        &serde_json::json!({instance: {"agentVersion": "unknown"}}),
+    );
+    let run = check(&emulator);
+    assert_blocked(&run, "agent-version-unknown", instance);
+}

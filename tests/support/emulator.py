@@ -47,6 +47,8 @@ Control routes (no AWS signing; JSON in, 200 JSON out):
        InProgress until released; the script stays held for later commands.
   POST /_privlink/ssm/release            {"instanceIds": ["i-1"]} releases
        the held invocations those instances have now.
+  POST /_privlink/ec2/endpoint-state     {"vpce-1": "pending"} sets the state
+       of moto's endpoint object (moto makes every endpoint "available").
   POST /_privlink/faults                 {"ec2:DescribeNetworkAcls": {"status": 403,
        "code": "UnauthorizedOperation", "message": "..."}, "ssm:X": null}
        makes that operation fail (EC2 as an XML error, ECS/SSM as JSON) until
@@ -76,6 +78,7 @@ import time
 import urllib.parse
 
 from werkzeug.serving import WSGIRequestHandler, make_server
+from moto.ec2.models import ec2_backends
 from moto.moto_api import state_manager
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -259,6 +262,16 @@ class Emulator:
                     self.agents.pop(iid, None)
                 else:
                     self.agents.setdefault(iid, {}).update(override)
+        elif path == "/_privlink/ec2/endpoint-state":
+            # moto creates every VPC endpoint "available"; set the state on moto's own object.
+            for endpoint_id, state in params.items():
+                found = [backend.vpc_end_points[endpoint_id]
+                         for regions in ec2_backends.values() for backend in regions.values()
+                         if endpoint_id in backend.vpc_end_points]
+                if not found:
+                    raise AwsError("NotFound", f"no VPC endpoint {endpoint_id}", 404)
+                for endpoint in found:
+                    endpoint.state = state
         elif path == "/_privlink/faults":
             self.faults.update({action: f for action, f in params.items() if f is not None})
             for action in [a for a, f in params.items() if f is None]:
