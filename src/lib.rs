@@ -6,6 +6,7 @@
 //! edges (`fleet::aws`, `report`), everything in between is plain data in, plain data out.
 
 pub mod cli;
+pub mod clock;
 pub mod exit;
 pub mod fleet;
 pub mod iam;
@@ -13,3 +14,4 @@ pub mod inventory;
 pub mod plan;
 pub mod preflight;
 pub mod report;
+pub mod rollout;
