@@ -80,4 +80,8 @@ pub struct IamPolicyArgs {
     /// Scope to this account [default: any account]
     #[arg(long, value_parser = plan::parse_account)]
     pub account: Option<String>,
+
+    /// Only the read permissions `check` needs, nothing that changes the fleet
+    #[arg(long)]
+    pub read_only: bool,
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::fleet::operations::{ResourceScope, OPERATIONS};
+use crate::fleet::operations::{Purpose, ResourceScope, OPERATIONS};
 
 /// What to scope the policy to; anything not given becomes a wildcard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub struct PolicyScope {
     pub cluster: Option<String>,
     pub region: Option<String>,
     pub account: Option<String>,
+    /// Only what `check` needs: no permission that changes anything.
+    pub read_only: bool,
 }
 
 /// The AWS partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
@@ -53,26 +55,34 @@ impl PolicyScope {
                 vec![ecs(format!("container-instance/{cluster}/*"))]
             }
             ResourceScope::Tasks => vec![ecs(format!("task/{cluster}/*"))],
+            ResourceScope::RunCommand => vec![
+                format!("arn:{partition}:ssm:{region}::document/AWS-RunShellScript"),
+                format!("arn:{partition}:ssm:{region}::document/AWS-RunPowerShellScript"),
+                format!("arn:{partition}:ec2:{region}:{account}:instance/*"),
+            ],
         }
     }
 }
 
-/// The policy document: one statement per resource scope, actions sorted.
+/// The policy document: one statement per purpose and resource scope, actions sorted.
 pub fn policy(scope: &PolicyScope) -> Value {
-    let mut by_scope: BTreeMap<ResourceScope, Vec<String>> = BTreeMap::new();
+    let mut by_scope: BTreeMap<(Purpose, ResourceScope), Vec<String>> = BTreeMap::new();
     for operation in OPERATIONS {
+        if scope.read_only && operation.purpose != Purpose::Read {
+            continue;
+        }
         by_scope
-            .entry(operation.scope)
+            .entry((operation.purpose, operation.scope))
             .or_default()
             .push(operation.iam_action());
     }
     let statements: Vec<Value> = by_scope
         .into_iter()
-        .map(|(resource_scope, mut actions)| {
+        .map(|((purpose, resource_scope), mut actions)| {
             actions.sort();
             actions.dedup();
             json!({
-                "Sid": sid(resource_scope),
+                "Sid": sid(purpose, resource_scope),
                 "Effect": "Allow",
                 "Action": actions,
                 "Resource": scope.arns(resource_scope),
@@ -82,12 +92,18 @@ pub fn policy(scope: &PolicyScope) -> Value {
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
-fn sid(scope: ResourceScope) -> &'static str {
-    match scope {
-        ResourceScope::Any => "ReadWithoutResourceScope",
-        ResourceScope::Cluster => "ReadCluster",
-        ResourceScope::ContainerInstances => "ReadContainerInstances",
-        ResourceScope::Tasks => "ReadTasks",
+fn sid(purpose: Purpose, scope: ResourceScope) -> &'static str {
+    match (purpose, scope) {
+        (Purpose::Read, ResourceScope::Any) => "ReadWithoutResourceScope",
+        (Purpose::Read, ResourceScope::Cluster) => "ReadCluster",
+        (Purpose::Read, ResourceScope::ContainerInstances) => "ReadContainerInstances",
+        (Purpose::Read, ResourceScope::Tasks) => "ReadTasks",
+        (Purpose::Read, ResourceScope::RunCommand) => "ReadRunCommand",
+        (Purpose::Restart, ResourceScope::RunCommand) => "RestartAgentsWithRunCommand",
+        (Purpose::Restart, ResourceScope::Any) => "FollowRunCommands",
+        (Purpose::Restart, ResourceScope::Cluster) => "RestartCluster",
+        (Purpose::Restart, ResourceScope::ContainerInstances) => "RestartContainerInstances",
+        (Purpose::Restart, ResourceScope::Tasks) => "RestartTasks",
     }
 }
 
@@ -134,6 +150,7 @@ mod tests {
             cluster: Some("prod".into()),
             region: Some("eu-west-1".into()),
             account: Some("123456789012".into()),
+            read_only: false,
         });
         assert_eq!(
             statement(&policy, "ReadCluster")["Resource"],
@@ -154,9 +171,48 @@ mod tests {
     }
 
     #[test]
+    fn read_only_policy_has_nothing_that_changes_the_fleet() {
+        let policy = policy(&PolicyScope {
+            read_only: true,
+            ..Default::default()
+        });
+        let text = policy.to_string();
+        assert!(
+            !text.contains("ssm:SendCommand") && !text.contains("ssm:CancelCommand"),
+            "{text}"
+        );
+        assert!(text.contains("ecs:DescribeClusters"));
+    }
+
+    #[test]
+    fn run_command_is_scoped_to_the_tool_s_documents() {
+        let policy = policy(&PolicyScope {
+            region: Some("eu-west-1".into()),
+            account: Some("123456789012".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            statement(&policy, "RestartAgentsWithRunCommand")["Resource"],
+            json!([
+                "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript",
+                "arn:aws:ssm:eu-west-1::document/AWS-RunPowerShellScript",
+                "arn:aws:ec2:eu-west-1:123456789012:instance/*"
+            ])
+        );
+    }
+
+    #[test]
     fn readme_shows_every_action() {
         let readme = include_str!("../README.md");
         for operation in OPERATIONS {
+            if operation.purpose != Purpose::Read {
+                assert!(
+                    readme.contains(&format!("`{}`", operation.iam_action())),
+                    "{}",
+                    operation.iam_action()
+                );
+                continue;
+            }
             let action = format!("\"{}\"", operation.iam_action());
             assert!(readme.contains(&action), "README's policy lacks {action}");
         }

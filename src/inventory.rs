@@ -66,6 +66,26 @@ pub struct ContainerInstance {
     /// NONE, PENDING, STAGING, STAGED, UPDATING, UPDATED, FAILED; absent when never set.
     pub agent_update_status: Option<String>,
     pub running_tasks: i32,
+    /// From the `ecs.os-type` attribute.
+    pub platform: Platform,
+}
+
+/// The operating system family of a container instance: it picks the SSM document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Linux,
+    Windows,
+}
+
+impl Platform {
+    /// From ECS's `ecs.os-type` attribute (`linux`, `windows`); Linux when absent.
+    pub fn from_os_type(os_type: Option<&str>) -> Platform {
+        match os_type {
+            Some(os) if os.eq_ignore_ascii_case("windows") => Platform::Windows,
+            _ => Platform::Linux,
+        }
+    }
 }
 
 /// A resource a describe call answered with a failure instead of its facts.

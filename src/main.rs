@@ -40,6 +40,7 @@ fn main() -> ExitCode {
                 cluster: args.cluster,
                 region: aws.region,
                 account: args.account,
+                read_only: args.read_only,
             },
         }),
     };

@@ -1,15 +1,71 @@
 //! The seam between the tool's logic and the cloud: [`Fleet`] is shaped like the domain
-//! (discover a cluster's inventory, and later restart agents, read their state), not like
-//! the SDK. `aws` is the real adapter; tests and the demo use simulated fleets behind the
-//! same trait.
+//! (discover a cluster's inventory, send a restart to instances, read the command's
+//! results, cancel it, read agents' state), not like the SDK. `aws` is the real adapter;
+//! `sim` is an in-memory cluster on tokio time for tests, the demo and estimates.
 
 pub mod aws;
 pub mod operations;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
-use crate::inventory::Inventory;
+use serde::Serialize;
+
+use crate::inventory::{Inventory, Platform};
+use crate::rollout::script::RestartMethod;
+
+/// A restart command for instances of one platform (at most 50: SSM's limit per call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartRequest {
+    pub instance_ids: Vec<String>,
+    pub platform: Platform,
+    pub method: RestartMethod,
+    /// How long SSM may wait to deliver the command (`TimeoutSeconds`).
+    pub delivery_timeout: Duration,
+    /// How long the script may run (`executionTimeout`); it waits for the agent within it.
+    pub execution_timeout: Duration,
+}
+
+/// The id SSM gave a command.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct CommandId(pub String);
+
+/// One instance's view of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub instance_id: String,
+    pub status: InvocationStatus,
+    /// Standard output (at most 2,500 characters from `ListCommandInvocations`).
+    pub output: String,
+}
+
+/// SSM's invocation statuses, with `StatusDetails` where they tell different stories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvocationStatus {
+    /// Pending, InProgress, Delayed, Cancelling: not finished.
+    Running,
+    Success,
+    /// Failed, TimedOut, Cancelled, with SSM's `StatusDetails` (DeliveryTimedOut,
+    /// Undeliverable, InvalidPlatform, ExecutionTimedOut, Failed, …).
+    Ended {
+        status: String,
+        details: String,
+    },
+}
+
+/// What ECS says about one container instance's agent now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentState {
+    pub container_instance_arn: String,
+    pub connected: bool,
+    /// ACTIVE, DRAINING, …; `None` when ECS no longer knows the instance.
+    pub status: Option<String>,
+    /// The container instance's `version` counter: supporting evidence only.
+    pub version: Option<i64>,
+}
 
 /// A cluster's fleet of container instances, as the tool sees it.
 pub trait Fleet {
@@ -18,6 +74,33 @@ pub trait Fleet {
     /// that cannot be found or listed at all is an `Err`.
     fn discover(&self, cluster: &str)
         -> impl Future<Output = Result<Inventory, FleetError>> + Send;
+
+    /// Sends the restart script to the instances; returns the command's id.
+    fn send_restart(
+        &self,
+        request: &RestartRequest,
+    ) -> impl Future<Output = Result<CommandId, FleetError>> + Send;
+
+    /// Each requested instance's invocation of the command. Right after sending, SSM may
+    /// not list an instance yet: it is then simply absent from the answer.
+    fn command_results(
+        &self,
+        command: &CommandId,
+    ) -> impl Future<Output = Result<Vec<Invocation>, FleetError>> + Send;
+
+    /// Cancels the command where it has not finished.
+    fn cancel(
+        &self,
+        command: &CommandId,
+        instance_ids: &[String],
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// The agents' state, one entry per container instance ECS still knows.
+    fn agent_states(
+        &self,
+        cluster: &str,
+        container_instance_arns: &[String],
+    ) -> impl Future<Output = Result<Vec<AgentState>, FleetError>> + Send;
 
     /// AWS requests sent so far, per IAM action (`ecs:DescribeClusters` → 1).
     fn request_counts(&self) -> BTreeMap<String, u64>;
@@ -59,4 +142,7 @@ pub enum FleetError {
         scope: String,
         reason: String,
     },
+
+    #[error("{action} was throttled by AWS on {scope}; retries did not get through")]
+    Throttled { action: String, scope: String },
 }

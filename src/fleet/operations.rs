@@ -13,6 +13,17 @@ pub enum ResourceScope {
     ContainerInstances,
     /// `arn:…:ecs:R:A:task/NAME/*`.
     Tasks,
+    /// The SSM documents the tool runs and the EC2 instances it runs them on.
+    RunCommand,
+}
+
+/// What the tool uses an operation for: reading only, or changing the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Purpose {
+    /// `check` and every other command: discovery.
+    Read,
+    /// The cutover: restarting agents and following the restarts.
+    Restart,
 }
 
 /// One AWS operation the adapter calls.
@@ -23,6 +34,7 @@ pub struct Operation {
     /// The API operation, which is also the IAM action name for every operation here.
     pub name: &'static str,
     pub scope: ResourceScope,
+    pub purpose: Purpose,
 }
 
 impl Operation {
@@ -37,6 +49,16 @@ const fn op(service: &'static str, name: &'static str, scope: ResourceScope) -> 
         service,
         name,
         scope,
+        purpose: Purpose::Read,
+    }
+}
+
+const fn restart(service: &'static str, name: &'static str, scope: ResourceScope) -> Operation {
+    Operation {
+        service,
+        name,
+        scope,
+        purpose: Purpose::Restart,
     }
 }
 
@@ -64,6 +86,9 @@ pub const OPERATIONS: &[Operation] = &[
     op("EC2", "DescribePrefixLists", Any),
     op("EC2", "GetManagedPrefixListEntries", Any),
     op("SSM", "DescribeInstanceInformation", Any),
+    restart("SSM", "SendCommand", RunCommand),
+    restart("SSM", "ListCommandInvocations", Any),
+    restart("SSM", "CancelCommand", Any),
 ];
 
 /// The declared operation with this SDK service and operation name.

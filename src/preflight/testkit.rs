@@ -43,6 +43,7 @@ pub fn container_instance(instance_id: &str) -> ContainerInstance {
         agent_version: Some("1.80.0".into()),
         agent_update_status: None,
         running_tasks: 1,
+        platform: Platform::Linux,
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 const SCRIPT: &str = include_str!("restart.sh");
+const POWERSHELL_SCRIPT: &str = include_str!("restart.ps1");
 
 /// The marker that starts the evidence line in the command's output.
 pub const EVIDENCE_MARKER: &str = "PRIVLINK-EVIDENCE ";
@@ -44,6 +45,15 @@ pub fn linux_restart_commands(method: RestartMethod, wait: Duration) -> String {
     format!(
         "PRIVLINK_METHOD={}\nPRIVLINK_WAIT={}\n{SCRIPT}",
         method.as_str(),
+        wait.as_secs().max(2)
+    )
+}
+
+/// The commands for `AWS-RunPowerShellScript`: Windows has one supervisor, the
+/// `AmazonECS` service, so only the wait is set. Not yet verified on a real host.
+pub fn windows_restart_commands(wait: Duration) -> String {
+    format!(
+        "$PrivlinkWait = {}\n{POWERSHELL_SCRIPT}",
         wait.as_secs().max(2)
     )
 }
@@ -178,6 +188,23 @@ mod tests {
             "PRIVLINK-EVIDENCE v=1 result=ok reason=none method=systemd supervisor=systemd agent_version=1 restart_at=soon agent_started=1 acs_connected=1 credentials_before=1 credentials_after=1",
         ] {
             assert!(matches!(parse_evidence(bad), Err(EvidenceError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn windows_commands_carry_only_the_wait_and_print_the_same_fields() {
+        let commands = windows_restart_commands(Duration::from_secs(60));
+        assert!(commands.starts_with("$PrivlinkWait = 60\n# privlink-restart"));
+        for field in [
+            "v=1",
+            "result=",
+            "reason=",
+            "agent_started=",
+            "acs_connected=",
+            "restart_at=",
+            "boot_id=",
+        ] {
+            assert!(POWERSHELL_SCRIPT.contains(field), "{field}");
         }
     }
 

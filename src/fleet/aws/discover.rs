@@ -188,6 +188,12 @@ async fn container_instances(
                             .agent_update_status()
                             .map(|s| s.as_str().to_string()),
                         running_tasks: ci.running_tasks_count(),
+                        platform: Platform::from_os_type(
+                            ci.attributes()
+                                .iter()
+                                .find(|a| a.name() == "ecs.os-type")
+                                .and_then(|a| a.value()),
+                        ),
                     })
                     .collect(),
                 failures,

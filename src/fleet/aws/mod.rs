@@ -2,6 +2,7 @@
 //! configuration chain, counts requests, paginates and batches, and maps SDK errors to
 //! the tool's errors — nothing else in the crate sees an SDK type.
 
+mod commands;
 mod counter;
 mod discover;
 
@@ -17,7 +18,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use self::counter::RequestCounter;
-use super::{Fleet, FleetError};
+use super::{AgentState, CommandId, Fleet, FleetError, Invocation, RestartRequest};
 use crate::inventory::{Inventory, Unreadable};
 
 /// How to reach AWS: the standard chain, overridden where the user said so.
@@ -119,6 +120,26 @@ impl Fleet for AwsFleet {
         discover::discover(self, cluster).await
     }
 
+    async fn send_restart(&self, request: &RestartRequest) -> Result<CommandId, FleetError> {
+        commands::send_restart(self, request).await
+    }
+
+    async fn command_results(&self, command: &CommandId) -> Result<Vec<Invocation>, FleetError> {
+        commands::command_results(self, command).await
+    }
+
+    async fn cancel(&self, command: &CommandId, instance_ids: &[String]) -> Result<(), FleetError> {
+        commands::cancel(self, command, instance_ids).await
+    }
+
+    async fn agent_states(
+        &self,
+        cluster: &str,
+        container_instance_arns: &[String],
+    ) -> Result<Vec<AgentState>, FleetError> {
+        commands::agent_states(self, cluster, container_instance_arns).await
+    }
+
     fn request_counts(&self) -> BTreeMap<String, u64> {
         self.requests.by_action()
     }
@@ -137,8 +158,17 @@ pub(crate) struct CallError {
 enum CallErrorKind {
     Unreachable,
     Denied,
+    Throttled,
     Other,
 }
+
+/// Error codes that mean "slow down": the adaptive retries already waited and retried.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+];
 
 /// Error codes that mean "the caller may not do this" across ECS, EC2 and SSM.
 const DENIED_CODES: &[&str] = &[
@@ -170,6 +200,12 @@ impl CallError {
             {
                 CallErrorKind::Denied
             }
+            _ if error
+                .code()
+                .is_some_and(|code| THROTTLING_CODES.contains(&code)) =>
+            {
+                CallErrorKind::Throttled
+            }
             _ => CallErrorKind::Other,
         };
         let reason = match (error.code(), error.message()) {
@@ -198,6 +234,7 @@ impl CallError {
                 scope,
                 reason,
             },
+            CallErrorKind::Throttled => FleetError::Throttled { action, scope },
             CallErrorKind::Other => FleetError::Aws {
                 action,
                 scope,

@@ -1,0 +1,171 @@
+//! Acting on agents over AWS: SSM Run Command to restart them, ECS to read their state.
+
+use aws_sdk_ssm::types::CommandInvocationStatus;
+use futures::{stream, StreamExt, TryStreamExt};
+
+use super::{AwsFleet, CallError};
+use crate::fleet::{
+    AgentState, CommandId, FleetError, Invocation, InvocationStatus, RestartRequest,
+};
+use crate::inventory::Platform;
+use crate::rollout::script::{linux_restart_commands, windows_restart_commands};
+
+/// `DescribeContainerInstances` takes at most 100 ARNs.
+const ECS_DESCRIBE_BATCH: usize = 100;
+/// SSM refuses a delivery timeout under 30 seconds.
+const MIN_DELIVERY_TIMEOUT_SECONDS: i32 = 30;
+
+pub(super) async fn send_restart(
+    fleet: &AwsFleet,
+    request: &RestartRequest,
+) -> Result<CommandId, FleetError> {
+    let scope = format!("{} instances", request.instance_ids.len());
+    let (document, commands) = match request.platform {
+        Platform::Linux => (
+            "AWS-RunShellScript",
+            linux_restart_commands(request.method, request.execution_timeout),
+        ),
+        Platform::Windows => (
+            "AWS-RunPowerShellScript",
+            windows_restart_commands(request.execution_timeout),
+        ),
+    };
+    let delivery = i32::try_from(request.delivery_timeout.as_secs())
+        .unwrap_or(i32::MAX)
+        .max(MIN_DELIVERY_TIMEOUT_SECONDS);
+    let output = fleet
+        .ssm
+        .send_command()
+        .document_name(document)
+        .set_instance_ids(Some(request.instance_ids.clone()))
+        .parameters("commands", vec![commands])
+        .parameters(
+            "executionTimeout",
+            vec![request.execution_timeout.as_secs().to_string()],
+        )
+        .timeout_seconds(delivery)
+        // Every instance is judged on its own: never let SSM stop delivering on errors.
+        .max_concurrency("100%")
+        .max_errors("100%")
+        .comment("privlink-restart: restart the ECS agent onto the VPC endpoints")
+        .send()
+        .await
+        .map_err(|e| CallError::from_sdk("ssm:SendCommand", e).fatal(&fleet.endpoint, &scope))?;
+    output
+        .command()
+        .and_then(|c| c.command_id())
+        .map(|id| CommandId(id.to_string()))
+        .ok_or_else(|| FleetError::Aws {
+            action: "ssm:SendCommand".into(),
+            scope,
+            reason: "the answer has no command id".into(),
+        })
+}
+
+pub(super) async fn command_results(
+    fleet: &AwsFleet,
+    command: &CommandId,
+) -> Result<Vec<Invocation>, FleetError> {
+    let invocations: Vec<aws_sdk_ssm::types::CommandInvocation> = fleet
+        .ssm
+        .list_command_invocations()
+        .command_id(&command.0)
+        .details(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| {
+            CallError::from_sdk("ssm:ListCommandInvocations", e).fatal(&fleet.endpoint, &command.0)
+        })?;
+    Ok(invocations
+        .iter()
+        .filter_map(|invocation| {
+            let status = match invocation.status()? {
+                CommandInvocationStatus::Success => InvocationStatus::Success,
+                CommandInvocationStatus::Pending
+                | CommandInvocationStatus::InProgress
+                | CommandInvocationStatus::Delayed
+                | CommandInvocationStatus::Cancelling => InvocationStatus::Running,
+                other => InvocationStatus::Ended {
+                    status: other.as_str().to_string(),
+                    details: invocation.status_details().unwrap_or_default().to_string(),
+                },
+            };
+            let output = invocation
+                .command_plugins()
+                .iter()
+                .filter_map(|plugin| plugin.output())
+                .collect::<Vec<_>>()
+                .join("\n");
+            Some(Invocation {
+                instance_id: invocation.instance_id()?.to_string(),
+                status,
+                output,
+            })
+        })
+        .collect())
+}
+
+pub(super) async fn cancel(
+    fleet: &AwsFleet,
+    command: &CommandId,
+    instance_ids: &[String],
+) -> Result<(), FleetError> {
+    fleet
+        .ssm
+        .cancel_command()
+        .command_id(&command.0)
+        .set_instance_ids(Some(instance_ids.to_vec()))
+        .send()
+        .await
+        .map_err(|e| {
+            CallError::from_sdk("ssm:CancelCommand", e).fatal(&fleet.endpoint, &command.0)
+        })?;
+    Ok(())
+}
+
+pub(super) async fn agent_states(
+    fleet: &AwsFleet,
+    cluster: &str,
+    container_instance_arns: &[String],
+) -> Result<Vec<AgentState>, FleetError> {
+    let batches: Vec<Vec<String>> = container_instance_arns
+        .chunks(ECS_DESCRIBE_BATCH)
+        .map(<[String]>::to_vec)
+        .collect();
+    let described: Vec<Vec<AgentState>> = stream::iter(batches)
+        .map(|batch| async move {
+            let output = fleet
+                .ecs
+                .describe_container_instances()
+                .cluster(cluster)
+                .set_container_instances(Some(batch))
+                .send()
+                .await
+                .map_err(|e| {
+                    CallError::from_sdk("ecs:DescribeContainerInstances", e)
+                        .fatal(&fleet.endpoint, cluster)
+                })?;
+            Ok::<_, FleetError>(
+                output
+                    .container_instances()
+                    .iter()
+                    .map(|ci| AgentState {
+                        container_instance_arn: ci
+                            .container_instance_arn()
+                            .unwrap_or_default()
+                            .to_string(),
+                        connected: ci.agent_connected(),
+                        status: ci.status().map(str::to_string),
+                        version: Some(ci.version()),
+                    })
+                    .collect(),
+            )
+        })
+        .buffered(4)
+        .try_collect()
+        .await?;
+    Ok(described.into_iter().flatten().collect())
+}

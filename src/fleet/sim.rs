@@ -1,0 +1,757 @@
+//! `SimFleet`: a working in-memory cluster on tokio time, behind the same [`Fleet`] trait
+//! as AWS. It drives the rollout's scenario tests (with tokio's paused clock, hours pass
+//! in milliseconds), the demo, and time estimates.
+//!
+//! Nothing runs in the background: when a restart is sent, each instance's timeline
+//! (delivery, agent down, agent up, ACS connected, ECS shows it) is computed from the
+//! fleet's latencies and the instance's faults, and every later read evaluates that
+//! timeline at `tokio::time::Instant::now()`. The fleet counts its calls like the AWS
+//! adapter, and checks its invariant on every send: never more instances away at once
+//! than the limit it was given.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::{
+    AgentState, CommandId, Fleet, FleetError, Invocation, InvocationStatus, RestartRequest,
+};
+use crate::clock::unix_seconds;
+use crate::inventory::*;
+use crate::rollout::script::{RestartMethod, EVIDENCE_MARKER};
+
+/// How the agent is supervised on a simulated host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supervisor {
+    Systemd,
+    Upstart,
+    /// A bare `ecs-agent` container.
+    Docker,
+    /// The Windows `AmazonECS` service.
+    WindowsService,
+}
+
+/// Something that goes wrong on one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SSM does not manage it (or its ping is not Online): commands are never delivered.
+    SsmOffline,
+    /// The command is delivered but never runs: it times out undelivered.
+    NeverDelivered,
+    /// The restart command fails on the host.
+    CommandFails,
+    /// The script runs past its execution timeout.
+    CommandTimesOut,
+    /// The agent restarts but never reconnects to ACS.
+    NeverReconnects,
+    /// The agent reconnects this much later than usual.
+    SlowReconnect(Duration),
+    /// The restart is so fast that ECS never shows the agent disconnected.
+    FastRestart,
+    /// The instance is terminated this long after the fleet was made.
+    TerminatedAfter(Duration),
+}
+
+/// Latencies of the simulated world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latencies {
+    /// From `SendCommand` to the script starting on the host.
+    pub delivery: Duration,
+    /// From the restart to the agent's introspection API answering again.
+    pub restart: Duration,
+    /// From the agent starting to its ACS connection.
+    pub reconnect: Duration,
+    /// From the ACS connection to ECS showing `agentConnected: true`.
+    pub report: Duration,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            delivery: Duration::from_secs(2),
+            restart: Duration::from_secs(5),
+            reconnect: Duration::from_secs(3),
+            report: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One simulated container instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimInstance {
+    pub id: String,
+    pub availability_zone: String,
+    pub platform: Platform,
+    pub supervisor: Supervisor,
+    pub agent_version: String,
+    pub status: String,
+    pub faults: Vec<Fault>,
+}
+
+impl SimInstance {
+    /// A healthy Amazon Linux 2023 instance managed by SSM.
+    pub fn healthy(id: impl Into<String>, availability_zone: impl Into<String>) -> SimInstance {
+        SimInstance {
+            id: id.into(),
+            availability_zone: availability_zone.into(),
+            platform: Platform::Linux,
+            supervisor: Supervisor::Systemd,
+            agent_version: "1.80.0".into(),
+            status: "ACTIVE".into(),
+            faults: Vec::new(),
+        }
+    }
+
+    pub fn with_fault(mut self, fault: Fault) -> SimInstance {
+        self.faults.push(fault);
+        self
+    }
+
+    fn has(&self, fault: Fault) -> bool {
+        self.faults.contains(&fault)
+    }
+
+    fn slow_reconnect(&self) -> Duration {
+        self.faults
+            .iter()
+            .find_map(|f| match f {
+                Fault::SlowReconnect(extra) => Some(*extra),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn terminated_after(&self) -> Option<Duration> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::TerminatedAfter(after) => Some(*after),
+            _ => None,
+        })
+    }
+}
+
+/// What happens to one instance after a restart was sent, as offsets from the send.
+#[derive(Debug, Clone)]
+struct Timeline {
+    sent: Instant,
+    /// When the command ends, with its final status and output; `None`: never (until
+    /// cancelled or the delivery timeout).
+    ends: Option<(Duration, InvocationStatus, String)>,
+    /// When the agent went down and came back as ECS sees it (`None`: never back).
+    away: Option<(Duration, Option<Duration>)>,
+    cancelled: bool,
+}
+
+struct State {
+    instances: Vec<SimInstance>,
+    /// instance id → the latest restart's timeline, per command.
+    commands: BTreeMap<CommandId, BTreeMap<String, Timeline>>,
+    next_command: u64,
+    calls: BTreeMap<String, u64>,
+    /// Every Nth call is throttled (0: never).
+    throttle_every: u64,
+    total_calls: u64,
+}
+
+/// An in-memory cluster; see the module docs.
+pub struct SimFleet {
+    cluster: String,
+    region: String,
+    latencies: Latencies,
+    /// The invariant: never more instances away at once.
+    max_unavailable: Option<usize>,
+    created: Instant,
+    wall_start: SystemTime,
+    state: Mutex<State>,
+}
+
+const ACCOUNT: &str = "123456789012";
+
+impl SimFleet {
+    pub fn new(
+        instances: Vec<SimInstance>,
+        latencies: Latencies,
+        wall_start: SystemTime,
+    ) -> SimFleet {
+        SimFleet {
+            cluster: "sim".into(),
+            region: "eu-west-1".into(),
+            latencies,
+            max_unavailable: None,
+            created: Instant::now(),
+            wall_start,
+            state: Mutex::new(State {
+                instances,
+                commands: BTreeMap::new(),
+                next_command: 1,
+                calls: BTreeMap::new(),
+                throttle_every: 0,
+                total_calls: 0,
+            }),
+        }
+    }
+
+    /// Makes every send check that no more than `limit` instances are away at once.
+    pub fn with_max_unavailable(mut self, limit: usize) -> SimFleet {
+        self.max_unavailable = Some(limit);
+        self
+    }
+
+    /// Throttles every `n`th call, as a busy account would.
+    pub fn with_throttling_every(self, n: u64) -> SimFleet {
+        self.lock().throttle_every = n;
+        self
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn arn(&self, instance_id: &str) -> String {
+        format!(
+            "arn:aws:ecs:{}:{ACCOUNT}:container-instance/{}/{instance_id}",
+            self.region, self.cluster
+        )
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall(&self, at: Instant) -> i64 {
+        unix_seconds(self.wall_start + at.duration_since(self.created))
+    }
+
+    fn is_terminated(&self, instance: &SimInstance, now: Instant) -> bool {
+        instance
+            .terminated_after()
+            .is_some_and(|after| now >= self.created + after)
+    }
+
+    /// Counts a call and decides whether it is throttled.
+    fn call(&self, state: &mut State, action: &str) -> Result<(), FleetError> {
+        *state.calls.entry(action.to_string()).or_default() += 1;
+        state.total_calls += 1;
+        if state.throttle_every > 0 && state.total_calls % state.throttle_every == 0 {
+            return Err(FleetError::Throttled {
+                action: action.into(),
+                scope: self.cluster.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Instances whose agent is away (or whose restart is still running) at `now`.
+    fn away_now(state: &State, now: Instant) -> usize {
+        let mut away: BTreeMap<&str, bool> = BTreeMap::new();
+        for timelines in state.commands.values() {
+            for (id, timeline) in timelines {
+                let running = match &timeline.ends {
+                    Some((end, _, _)) => now < timeline.sent + *end,
+                    None => !timeline.cancelled,
+                };
+                let down = match timeline.away {
+                    Some((down, Some(up))) => {
+                        now >= timeline.sent + down && now < timeline.sent + up
+                    }
+                    Some((down, None)) => now >= timeline.sent + down,
+                    None => false,
+                };
+                *away.entry(id.as_str()).or_default() |= running || down;
+            }
+        }
+        away.values().filter(|a| **a).count()
+    }
+
+    fn evidence(
+        &self,
+        instance: &SimInstance,
+        ok: bool,
+        reason: &str,
+        restart: Instant,
+        started: Instant,
+        acs: Option<Instant>,
+    ) -> String {
+        let method = match instance.supervisor {
+            Supervisor::Systemd => "systemd",
+            Supervisor::Upstart => "upstart",
+            Supervisor::Docker => "docker",
+            Supervisor::WindowsService => "service",
+        };
+        format!(
+            "{EVIDENCE_MARKER}v=1 result={} reason={reason} method={method} supervisor={method} agent_version={} \
+             restart_at={} agent_started={} acs_connected={} credentials_before=404 credentials_after=404 boot_id=sim",
+            if ok { "ok" } else { "failed" },
+            instance.agent_version,
+            self.wall(restart),
+            self.wall(started),
+            acs.map_or(0, |at| self.wall(at)),
+        )
+    }
+
+    /// What happens on `instance` for a restart sent now.
+    fn timeline(
+        &self,
+        instance: &SimInstance,
+        request: &RestartRequest,
+        sent: Instant,
+    ) -> Timeline {
+        let l = self.latencies;
+        let failed = |at: Duration, status: &str, details: &str, output: String| {
+            Some((
+                at,
+                InvocationStatus::Ended {
+                    status: status.into(),
+                    details: details.into(),
+                },
+                output,
+            ))
+        };
+        if instance.has(Fault::SsmOffline) || instance.has(Fault::NeverDelivered) {
+            let timeout = request.delivery_timeout;
+            return Timeline {
+                sent,
+                ends: failed(timeout, "TimedOut", "DeliveryTimedOut", String::new()),
+                away: None,
+                cancelled: false,
+            };
+        }
+        let delivered = l.delivery;
+        let refuse_docker = request.method == RestartMethod::Docker
+            && matches!(
+                instance.supervisor,
+                Supervisor::Systemd | Supervisor::Upstart
+            );
+        if instance.has(Fault::CommandFails) || refuse_docker {
+            let reason = if refuse_docker {
+                "docker-restart-on-supervised-host"
+            } else {
+                "restart-command-failed"
+            };
+            let at = delivered + Duration::from_secs(1);
+            let output = self.evidence(instance, false, reason, sent + delivered, sent, None);
+            return Timeline {
+                sent,
+                ends: failed(at, "Failed", "Failed", output),
+                away: None,
+                cancelled: false,
+            };
+        }
+        let up = delivered + l.restart;
+        let acs = (!instance.has(Fault::NeverReconnects))
+            .then(|| up + l.reconnect + instance.slow_reconnect());
+        let shown = acs.map(|at| at + l.report);
+        let away = if instance.has(Fault::FastRestart) {
+            None
+        } else {
+            Some((delivered, shown))
+        };
+        if instance.has(Fault::CommandTimesOut) {
+            let at = delivered + request.execution_timeout;
+            return Timeline {
+                sent,
+                ends: failed(at, "TimedOut", "ExecutionTimedOut", String::new()),
+                away,
+                cancelled: false,
+            };
+        }
+        let wait_limit = delivered + request.execution_timeout;
+        let ends = match acs {
+            Some(at) if at <= wait_limit => {
+                let output = self.evidence(
+                    instance,
+                    true,
+                    "none",
+                    sent + delivered,
+                    sent + up,
+                    Some(sent + at),
+                );
+                Some((at, InvocationStatus::Success, output))
+            }
+            _ => {
+                let output = self.evidence(
+                    instance,
+                    false,
+                    "acs-not-connected",
+                    sent + delivered,
+                    sent + up,
+                    None,
+                );
+                failed(wait_limit, "Failed", "Failed", output)
+            }
+        };
+        Timeline {
+            sent,
+            ends,
+            away,
+            cancelled: false,
+        }
+    }
+
+    /// The number of restarts sent to `instance_id` so far.
+    pub fn restarts_sent(&self, instance_id: &str) -> usize {
+        self.lock()
+            .commands
+            .values()
+            .filter(|timelines| timelines.contains_key(instance_id))
+            .count()
+    }
+
+    fn container_instance(&self, instance: &SimInstance) -> ContainerInstance {
+        ContainerInstance {
+            arn: self.arn(&instance.id),
+            ec2_instance_id: instance.id.clone(),
+            status: instance.status.clone(),
+            agent_connected: true,
+            agent_version: Some(instance.agent_version.clone()),
+            agent_update_status: None,
+            running_tasks: 0,
+            platform: instance.platform,
+        }
+    }
+}
+
+impl Fleet for SimFleet {
+    async fn discover(&self, cluster: &str) -> Result<Inventory, FleetError> {
+        let now = self.now();
+        let mut state = self.lock();
+        self.call(&mut state, "ecs:DescribeClusters")?;
+        if cluster != self.cluster {
+            return Err(FleetError::ClusterNotFound {
+                cluster: cluster.into(),
+                region: self.region.clone(),
+                account: Some(ACCOUNT.into()),
+            });
+        }
+        let live: Vec<&SimInstance> = state
+            .instances
+            .iter()
+            .filter(|i| !self.is_terminated(i, now))
+            .collect();
+        let ec2 = live
+            .iter()
+            .map(|i| {
+                let instance = Ec2Instance {
+                    id: i.id.clone(),
+                    vpc_id: "vpc-sim".into(),
+                    subnet_id: format!("subnet-{}", i.availability_zone),
+                    availability_zone: i.availability_zone.clone(),
+                    private_ip: None,
+                    security_group_ids: vec!["sg-instances".into()],
+                    auto_scaling_group: None,
+                };
+                (i.id.clone(), instance)
+            })
+            .collect();
+        let ssm = live
+            .iter()
+            .filter(|i| !i.has(Fault::SsmOffline))
+            .map(|i| {
+                let record = SsmInstance {
+                    instance_id: i.id.clone(),
+                    ping_status: "Online".into(),
+                    platform_type: Some(format!("{:?}", i.platform)),
+                };
+                (i.id.clone(), record)
+            })
+            .collect();
+        Ok(Inventory {
+            cluster: Cluster {
+                name: self.cluster.clone(),
+                arn: format!(
+                    "arn:aws:ecs:{}:{ACCOUNT}:cluster/{}",
+                    self.region, self.cluster
+                ),
+                region: self.region.clone(),
+                account: Some(ACCOUNT.into()),
+            },
+            container_instances: live.iter().map(|i| self.container_instance(i)).collect(),
+            container_instance_failures: Vec::new(),
+            ec2_instances: Ok(ec2),
+            ssm_instances: Ok(ssm),
+            vpcs: Vec::new(),
+            s3_prefix_list_id: Ok(None),
+            task_definitions: Ok(Vec::new()),
+        })
+    }
+
+    async fn send_restart(&self, request: &RestartRequest) -> Result<CommandId, FleetError> {
+        let now = self.now();
+        let mut state = self.lock();
+        self.call(&mut state, "ssm:SendCommand")?;
+        assert!(
+            request.instance_ids.len() <= 50,
+            "SendCommand takes at most 50 instance ids"
+        );
+        let id = CommandId(format!("sim-command-{}", state.next_command));
+        state.next_command += 1;
+        let timelines: BTreeMap<String, Timeline> = request
+            .instance_ids
+            .iter()
+            .filter_map(|instance_id| {
+                let instance = state.instances.iter().find(|i| &i.id == instance_id)?;
+                assert_eq!(
+                    instance.platform, request.platform,
+                    "{instance_id} sent the wrong platform's script"
+                );
+                Some((instance_id.clone(), self.timeline(instance, request, now)))
+            })
+            .collect();
+        state.commands.insert(id.clone(), timelines);
+        if let Some(limit) = self.max_unavailable {
+            let away = Self::away_now(&state, now);
+            assert!(
+                away <= limit,
+                "{away} instances away at once, more than the {limit} allowed"
+            );
+        }
+        Ok(id)
+    }
+
+    async fn command_results(&self, command: &CommandId) -> Result<Vec<Invocation>, FleetError> {
+        let now = self.now();
+        let mut state = self.lock();
+        self.call(&mut state, "ssm:ListCommandInvocations")?;
+        let Some(timelines) = state.commands.get(command) else {
+            return Ok(Vec::new());
+        };
+        Ok(timelines
+            .iter()
+            // SSM lists an invocation only a moment after the send.
+            .filter(|(_, t)| now >= t.sent + Duration::from_millis(500))
+            .map(|(id, t)| {
+                let (status, output) = match &t.ends {
+                    _ if t.cancelled => (
+                        InvocationStatus::Ended {
+                            status: "Cancelled".into(),
+                            details: "Cancelled".into(),
+                        },
+                        String::new(),
+                    ),
+                    Some((end, status, output)) if now >= t.sent + *end => {
+                        (status.clone(), output.clone())
+                    }
+                    _ => (InvocationStatus::Running, String::new()),
+                };
+                Invocation {
+                    instance_id: id.clone(),
+                    status,
+                    output,
+                }
+            })
+            .collect())
+    }
+
+    async fn cancel(&self, command: &CommandId, instance_ids: &[String]) -> Result<(), FleetError> {
+        let now = self.now();
+        let mut state = self.lock();
+        self.call(&mut state, "ssm:CancelCommand")?;
+        if let Some(timelines) = state.commands.get_mut(command) {
+            for id in instance_ids {
+                if let Some(t) = timelines.get_mut(id) {
+                    let finished = t
+                        .ends
+                        .as_ref()
+                        .is_some_and(|(end, _, _)| now >= t.sent + *end);
+                    t.cancelled |= !finished;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn agent_states(
+        &self,
+        cluster: &str,
+        container_instance_arns: &[String],
+    ) -> Result<Vec<AgentState>, FleetError> {
+        let now = self.now();
+        let mut state = self.lock();
+        for _ in container_instance_arns.chunks(100) {
+            self.call(&mut state, "ecs:DescribeContainerInstances")?;
+        }
+        if cluster != self.cluster {
+            return Err(FleetError::ClusterNotFound {
+                cluster: cluster.into(),
+                region: self.region.clone(),
+                account: None,
+            });
+        }
+        let mut answer = Vec::new();
+        for instance in &state.instances {
+            let arn = self.arn(&instance.id);
+            if !container_instance_arns.contains(&arn) || self.is_terminated(instance, now) {
+                continue;
+            }
+            // The latest restart decides; changes count up the version like ECS does.
+            let mut connected = true;
+            let mut version = 1;
+            for timelines in state.commands.values() {
+                let Some(t) = timelines.get(&instance.id) else {
+                    continue;
+                };
+                if let Some((down, up)) = t.away {
+                    if now >= t.sent + down {
+                        version += 1;
+                        connected = false;
+                        if up.is_some_and(|up| now >= t.sent + up) {
+                            version += 1;
+                            connected = true;
+                        }
+                    }
+                }
+            }
+            answer.push(AgentState {
+                container_instance_arn: arn,
+                connected,
+                status: Some(instance.status.clone()),
+                version: Some(version),
+            });
+        }
+        Ok(answer)
+    }
+
+    fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(ids: &[&str]) -> RestartRequest {
+        RestartRequest {
+            instance_ids: ids.iter().map(|s| s.to_string()).collect(),
+            platform: Platform::Linux,
+            method: RestartMethod::Auto,
+            delivery_timeout: Duration::from_secs(60),
+            execution_timeout: Duration::from_secs(120),
+        }
+    }
+
+    fn fleet(instances: Vec<SimInstance>) -> SimFleet {
+        SimFleet::new(
+            instances,
+            Latencies::default(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_plays_out_on_virtual_time() {
+        let sim = fleet(vec![SimInstance::healthy("i-1", "a")]);
+        let arn = sim.arn("i-1");
+        let command = sim.send_restart(&request(&["i-1"])).await.unwrap();
+        assert!(
+            sim.command_results(&command).await.unwrap().is_empty(),
+            "not listed right after sending"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let states = sim
+            .agent_states("sim", std::slice::from_ref(&arn))
+            .await
+            .unwrap();
+        assert!(!states[0].connected, "agent away after the restart");
+        let results = sim.command_results(&command).await.unwrap();
+        assert_eq!(results[0].status, InvocationStatus::Running);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let results = sim.command_results(&command).await.unwrap();
+        assert_eq!(results[0].status, InvocationStatus::Success);
+        let evidence = crate::rollout::script::parse_evidence(&results[0].output).unwrap();
+        assert!(
+            evidence.ok
+                && evidence.acs_connected >= evidence.agent_started
+                && evidence.agent_started >= evidence.restart_at
+        );
+        let states = sim.agent_states("sim", &[arn]).await.unwrap();
+        assert!(states[0].connected);
+        assert_eq!(states[0].version, Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn faults_shape_the_outcome() {
+        let sim = fleet(vec![
+            SimInstance::healthy("i-offline", "a").with_fault(Fault::SsmOffline),
+            SimInstance::healthy("i-fails", "a").with_fault(Fault::CommandFails),
+            SimInstance::healthy("i-lost", "a").with_fault(Fault::NeverReconnects),
+        ]);
+        let command = sim
+            .send_restart(&request(&["i-offline", "i-fails", "i-lost"]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let results: BTreeMap<String, InvocationStatus> = sim
+            .command_results(&command)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.instance_id, i.status))
+            .collect();
+        assert_eq!(
+            results["i-offline"],
+            InvocationStatus::Ended {
+                status: "TimedOut".into(),
+                details: "DeliveryTimedOut".into()
+            }
+        );
+        assert_eq!(
+            results["i-fails"],
+            InvocationStatus::Ended {
+                status: "Failed".into(),
+                details: "Failed".into()
+            }
+        );
+        assert_eq!(
+            results["i-lost"],
+            InvocationStatus::Ended {
+                status: "Failed".into(),
+                details: "Failed".into()
+            }
+        );
+        let states = sim.agent_states("sim", &[sim.arn("i-lost")]).await.unwrap();
+        assert!(!states[0].connected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[should_panic(expected = "more than the 1 allowed")]
+    async fn the_invariant_catches_too_many_away() {
+        let sim = fleet(vec![
+            SimInstance::healthy("i-1", "a"),
+            SimInstance::healthy("i-2", "a"),
+        ])
+        .with_max_unavailable(1);
+        let _ = sim.send_restart(&request(&["i-1", "i-2"])).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn terminated_instances_disappear_and_throttling_is_an_error() {
+        let sim = fleet(vec![SimInstance::healthy("i-1", "a")
+            .with_fault(Fault::TerminatedAfter(Duration::from_secs(10)))])
+        .with_throttling_every(3);
+        let arn = sim.arn("i-1");
+        assert_eq!(
+            sim.agent_states("sim", std::slice::from_ref(&arn))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(sim
+            .agent_states("sim", std::slice::from_ref(&arn))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            sim.agent_states("sim", &[arn]).await,
+            Err(FleetError::Throttled { .. })
+        ));
+        assert_eq!(sim.request_counts()["ecs:DescribeContainerInstances"], 3);
+    }
+}
