@@ -44,6 +44,8 @@ pub enum Fault {
     CommandFails,
     /// The script runs past its execution timeout.
     CommandTimesOut,
+    /// The invocation stays in progress and never ends (a stuck SSM agent).
+    CommandHangs,
     /// The agent restarts but never reconnects to ACS.
     NeverReconnects,
     /// The agent reconnects this much later than usual.
@@ -351,6 +353,14 @@ impl SimFleet {
         } else {
             Some((delivered, shown))
         };
+        if instance.has(Fault::CommandHangs) {
+            return Timeline {
+                sent,
+                ends: None,
+                away: None,
+                cancelled: false,
+            };
+        }
         if instance.has(Fault::CommandTimesOut) {
             let at = delivered + request.execution_timeout;
             return Timeline {
@@ -391,6 +401,27 @@ impl SimFleet {
             away,
             cancelled: false,
         }
+    }
+
+    /// The instance ids of every command sent, in order.
+    pub fn sent_commands(&self) -> Vec<Vec<String>> {
+        let state = self.lock();
+        let mut commands: Vec<(&CommandId, Vec<String>)> = state
+            .commands
+            .iter()
+            .map(|(id, timelines)| (id, timelines.keys().cloned().collect()))
+            .collect();
+        commands.sort_by_key(|(id, _)| {
+            id.0.trim_start_matches("sim-command-")
+                .parse::<u64>()
+                .unwrap_or(0)
+        });
+        commands.into_iter().map(|(_, ids)| ids).collect()
+    }
+
+    /// The container-instance ARN the fleet gives `instance_id`.
+    pub fn container_instance_arn(&self, instance_id: &str) -> String {
+        self.arn(instance_id)
     }
 
     /// The number of restarts sent to `instance_id` so far.

@@ -1,0 +1,522 @@
+//! The orchestrator: drives a [`Fleet`] through the waves, one state change at a time,
+//! and emits an event for each. It never prints, keeps no wall clock of its own (times in
+//! events come from the [`Clock`]), and waits only on `tokio::time`, so a simulated
+//! rollout of hours runs in milliseconds under a paused clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::script::{parse_evidence, RestartMethod};
+use super::state::{Event, InstanceState};
+use super::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
+use crate::clock::{unix_seconds, Clock};
+use crate::fleet::{CommandId, Fleet, FleetError, InvocationStatus, RestartRequest};
+use crate::inventory::Platform;
+
+/// SSM takes at most 50 instance ids per `SendCommand`.
+const SEND_BATCH: usize = 50;
+/// Attempts for a call AWS throttled (after the SDK's own retries).
+const THROTTLE_ATTEMPTS: u32 = 5;
+
+/// How the rollout behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutConfig {
+    pub waves: WavePolicy,
+    /// Failures tolerated before the rollout halts (`--max-failures`).
+    pub max_failures: usize,
+    /// Wait between waves (`--wave-pause`).
+    pub wave_pause: Duration,
+    /// How long an agent may take to restart and reconnect (`--agent-timeout`).
+    pub agent_timeout: Duration,
+    /// How long SSM may take to deliver a command.
+    pub delivery_timeout: Duration,
+    pub method: RestartMethod,
+    /// How often the fleet is read while a wave is in flight.
+    pub poll_interval: Duration,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            waves: WavePolicy {
+                max_unavailable: MaxUnavailable::Percent(10),
+                canary: 1,
+                by_az: false,
+            },
+            max_failures: 0,
+            wave_pause: Duration::ZERO,
+            agent_timeout: Duration::from_secs(300),
+            delivery_timeout: Duration::from_secs(60),
+            method: RestartMethod::Auto,
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An instance the rollout restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub instance_id: String,
+    pub container_instance_arn: String,
+    pub availability_zone: String,
+    pub platform: Platform,
+}
+
+/// What the orchestrator tells its reporter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum RolloutEvent {
+    WaveStarted {
+        number: usize,
+        canary: bool,
+        instance_ids: Vec<String>,
+        at: i64,
+    },
+    StateChanged {
+        instance_id: String,
+        state: Box<InstanceState>,
+        at: i64,
+    },
+    Halted {
+        reason: String,
+        at: i64,
+    },
+}
+
+/// How the rollout ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub states: BTreeMap<String, InstanceState>,
+    /// Why no more instances were started, if the rollout stopped early.
+    pub halted: Option<String>,
+    pub waves: usize,
+}
+
+impl Outcome {
+    pub fn count(&self, state: &str) -> usize {
+        self.states.values().filter(|s| s.name() == state).count()
+    }
+}
+
+struct Rollout<'a, F, C: ?Sized> {
+    fleet: &'a F,
+    clock: &'a C,
+    cluster: &'a str,
+    config: &'a RolloutConfig,
+    targets: BTreeMap<String, Target>,
+    states: BTreeMap<String, InstanceState>,
+    emit: &'a mut dyn FnMut(RolloutEvent),
+    waves_done: usize,
+}
+
+/// Restarts `targets` in waves. `preset` are instances already decided (skipped, or
+/// failed because SSM cannot reach them); they are reported but never touched.
+pub async fn roll<F: Fleet, C: Clock + ?Sized>(
+    fleet: &F,
+    clock: &C,
+    cluster: &str,
+    targets: Vec<Target>,
+    preset: Vec<(String, InstanceState)>,
+    config: &RolloutConfig,
+    emit: &mut dyn FnMut(RolloutEvent),
+) -> Outcome {
+    let mut rollout = Rollout {
+        fleet,
+        clock,
+        cluster,
+        config,
+        states: targets
+            .iter()
+            .map(|t| (t.instance_id.clone(), InstanceState::Pending))
+            .collect(),
+        targets: targets
+            .into_iter()
+            .map(|t| (t.instance_id.clone(), t))
+            .collect(),
+        emit,
+        waves_done: 0,
+    };
+    for (id, state) in preset {
+        rollout.set(&id, state);
+    }
+    let halted = rollout.run().await;
+    if let Some(reason) = &halted {
+        let at = rollout.now();
+        (rollout.emit)(RolloutEvent::Halted {
+            reason: reason.clone(),
+            at,
+        });
+    }
+    let waves = rollout.waves_done;
+    Outcome {
+        states: rollout.states,
+        halted,
+        waves,
+    }
+}
+
+impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
+    fn now(&self) -> i64 {
+        unix_seconds(self.clock.now())
+    }
+
+    fn set(&mut self, id: &str, state: InstanceState) {
+        let at = self.now();
+        (self.emit)(RolloutEvent::StateChanged {
+            instance_id: id.to_string(),
+            state: Box::new(state.clone()),
+            at,
+        });
+        self.states.insert(id.to_string(), state);
+    }
+
+    /// Applies an event; an impossible one is a bug and fails the instance loudly.
+    fn apply(&mut self, id: &str, event: Event) {
+        let Some(current) = self.states.get(id).cloned() else {
+            return;
+        };
+        let next = match current.clone().on(event).and_then(|s| match s {
+            verifying @ InstanceState::Verifying { .. } => verifying.verified(),
+            other => Ok(other),
+        }) {
+            Ok(next) => next,
+            Err(bug) => InstanceState::Failed {
+                reason: format!("internal error: {bug}"),
+            },
+        };
+        if next != current {
+            self.set(id, next);
+        }
+    }
+
+    fn pending(&self) -> Vec<Candidate> {
+        self.states
+            .iter()
+            .filter(|(_, s)| **s == InstanceState::Pending)
+            .filter_map(|(id, _)| self.targets.get(id))
+            .map(|t| Candidate {
+                instance_id: t.instance_id.clone(),
+                availability_zone: t.availability_zone.clone(),
+            })
+            .collect()
+    }
+
+    fn failures(&self) -> usize {
+        self.states
+            .values()
+            .filter(|s| matches!(s, InstanceState::Failed { .. }))
+            .count()
+    }
+
+    /// Calls the fleet, retrying what AWS throttled with a growing pause.
+    async fn patiently<T, Fut>(&self, mut call: impl FnMut() -> Fut) -> Result<T, FleetError>
+    where
+        Fut: std::future::Future<Output = Result<T, FleetError>>,
+    {
+        let mut pause = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(FleetError::Throttled { .. }) if attempt < THROTTLE_ATTEMPTS => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The waves; returns why it halted, if it did.
+    async fn run(&mut self) -> Option<String> {
+        let failures_before = self.failures();
+        let width = self
+            .config
+            .waves
+            .max_unavailable
+            .resolve(self.pending().len());
+        loop {
+            let pending = self.pending();
+            if pending.is_empty() {
+                return None;
+            }
+            // A failed instance whose agent is still away is still unavailable: it uses up
+            // part of the bound until it comes back.
+            let still_away = match self.failed_and_away().await {
+                Ok(n) => n,
+                Err(error) => return Some(format!("AWS error: {error}")),
+            };
+            let room = width.saturating_sub(still_away);
+            if room == 0 {
+                return Some(format!(
+                    "{still_away} failed instance(s) still have their agent disconnected, which uses up \
+                     --max-unavailable {width}"
+                ));
+            }
+            // Re-plan from what is left; only the first wave is a canary.
+            let policy = WavePolicy {
+                max_unavailable: MaxUnavailable::Count(u32::try_from(room).unwrap_or(u32::MAX)),
+                canary: if self.waves_done == 0 {
+                    self.config.waves.canary
+                } else {
+                    0
+                },
+                by_az: self.config.waves.by_az,
+            };
+            // No wave left to plan: the rollout is complete, not halted.
+            let wave = plan_waves(&pending, policy).into_iter().next()?;
+            self.waves_done += 1;
+            let at = self.now();
+            (self.emit)(RolloutEvent::WaveStarted {
+                number: self.waves_done,
+                canary: wave.canary,
+                instance_ids: wave.instance_ids.clone(),
+                at,
+            });
+            if let Err(error) = self.run_wave(&wave.instance_ids).await {
+                return Some(format!("AWS error: {error}"));
+            }
+            let failed_in_wave = wave
+                .instance_ids
+                .iter()
+                .filter(|id| matches!(self.states.get(*id), Some(InstanceState::Failed { .. })))
+                .count();
+            if wave.canary && failed_in_wave > 0 {
+                return Some(format!(
+                    "the canary wave failed ({failed_in_wave} of {})",
+                    wave.instance_ids.len()
+                ));
+            }
+            let failures = self.failures() - failures_before;
+            if failures > self.config.max_failures {
+                return Some(format!(
+                    "{failures} instance(s) failed, more than --max-failures {}",
+                    self.config.max_failures
+                ));
+            }
+            if !self.pending().is_empty() && !self.config.wave_pause.is_zero() {
+                tokio::time::sleep(self.config.wave_pause).await;
+            }
+        }
+    }
+
+    /// Failed instances whose agent ECS shows disconnected now.
+    async fn failed_and_away(&self) -> Result<usize, FleetError> {
+        let arns: Vec<String> = self
+            .states
+            .iter()
+            .filter(|(_, s)| matches!(s, InstanceState::Failed { .. }))
+            .filter_map(|(id, _)| self.targets.get(id))
+            .map(|t| t.container_instance_arn.clone())
+            .collect();
+        if arns.is_empty() {
+            return Ok(0);
+        }
+        let states = self
+            .patiently(|| self.fleet.agent_states(self.cluster, &arns))
+            .await?;
+        Ok(states.iter().filter(|a| !a.connected).count())
+    }
+
+    async fn run_wave(&mut self, members: &[String]) -> Result<(), FleetError> {
+        // The instance list is re-read before each wave: whoever left is gone, not failed.
+        let arns: Vec<String> = members
+            .iter()
+            .filter_map(|id| self.targets.get(id))
+            .map(|t| t.container_instance_arn.clone())
+            .collect();
+        let known: BTreeSet<String> = self
+            .patiently(|| self.fleet.agent_states(self.cluster, &arns))
+            .await?
+            .into_iter()
+            .map(|a| a.container_instance_arn)
+            .collect();
+        let mut by_platform: BTreeMap<Platform, Vec<String>> = BTreeMap::new();
+        for id in members {
+            let Some(target) = self.targets.get(id) else {
+                continue;
+            };
+            if known.contains(&target.container_instance_arn) {
+                by_platform
+                    .entry(target.platform)
+                    .or_default()
+                    .push(id.clone());
+            } else {
+                self.apply(
+                    id,
+                    Event::Vanished {
+                        reason: "left the cluster before its wave".into(),
+                    },
+                );
+            }
+        }
+        // instance id → (command, when sent)
+        let mut commands: BTreeMap<String, (CommandId, Instant)> = BTreeMap::new();
+        for (platform, ids) in by_platform {
+            for batch in ids.chunks(SEND_BATCH) {
+                let request = RestartRequest {
+                    instance_ids: batch.to_vec(),
+                    platform,
+                    method: self.config.method,
+                    delivery_timeout: self.config.delivery_timeout,
+                    execution_timeout: self.config.agent_timeout,
+                };
+                let command = self.patiently(|| self.fleet.send_restart(&request)).await?;
+                let sent = Instant::now();
+                for id in batch {
+                    commands.insert(id.clone(), (command.clone(), sent));
+                    self.apply(
+                        id,
+                        Event::CommandSent {
+                            command_id: command.0.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        self.follow(commands).await
+    }
+
+    /// Polls the wave's commands and agents until every member is final.
+    async fn follow(
+        &mut self,
+        commands: BTreeMap<String, (CommandId, Instant)>,
+    ) -> Result<(), FleetError> {
+        // A command ends on its own by delivery + execution timeout; past that (and a
+        // grace for SSM to report) it is cancelled and the instance given up.
+        let command_deadline =
+            self.config.delivery_timeout + self.config.agent_timeout + Duration::from_secs(30);
+        let mut succeeded_at: BTreeMap<String, Instant> = BTreeMap::new();
+        loop {
+            let in_flight: Vec<String> = commands
+                .keys()
+                .filter(|id| {
+                    self.states
+                        .get(*id)
+                        .is_some_and(InstanceState::is_in_flight)
+                })
+                .cloned()
+                .collect();
+            if in_flight.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+            let now = Instant::now();
+            let arns: Vec<String> = in_flight
+                .iter()
+                .filter_map(|id| self.targets.get(id))
+                .map(|t| t.container_instance_arn.clone())
+                .collect();
+            let agents: BTreeMap<String, bool> = self
+                .patiently(|| self.fleet.agent_states(self.cluster, &arns))
+                .await?
+                .into_iter()
+                .map(|a| (a.container_instance_arn, a.connected))
+                .collect();
+            let running: BTreeSet<&CommandId> = in_flight
+                .iter()
+                .filter(|id| matches!(self.states.get(*id), Some(InstanceState::Restarting { .. })))
+                .filter_map(|id| commands.get(id).map(|(c, _)| c))
+                .collect();
+            let mut results = BTreeMap::new();
+            for command in running {
+                for invocation in self
+                    .patiently(|| self.fleet.command_results(command))
+                    .await?
+                {
+                    results.insert(invocation.instance_id.clone(), invocation);
+                }
+            }
+            for id in &in_flight {
+                let Some(target) = self.targets.get(id) else {
+                    continue;
+                };
+                let Some(connected) = agents.get(&target.container_instance_arn).copied() else {
+                    self.apply(
+                        id,
+                        Event::Vanished {
+                            reason: "left the cluster during its restart".into(),
+                        },
+                    );
+                    continue;
+                };
+                let (command, sent) = &commands[id];
+                match self.states.get(id) {
+                    Some(InstanceState::Restarting { .. }) => match results
+                        .get(id)
+                        .map(|i| (&i.status, i.output.as_str()))
+                    {
+                        Some((InvocationStatus::Success, output)) => match parse_evidence(output) {
+                            Ok(evidence) if evidence.ok => {
+                                succeeded_at.insert(id.clone(), now);
+                                self.apply(id, Event::CommandSucceeded { evidence });
+                                self.apply(id, Event::AgentState { connected });
+                            }
+                            Ok(evidence) => self.apply(
+                                id,
+                                Event::CommandFailed {
+                                    reason: needs_reboot(
+                                        evidence.reason.as_deref().unwrap_or("restart failed"),
+                                    ),
+                                },
+                            ),
+                            Err(error) => self.apply(
+                                id,
+                                Event::CommandFailed {
+                                    reason: needs_reboot(&error.to_string()),
+                                },
+                            ),
+                        },
+                        Some((InvocationStatus::Ended { status, details }, output)) => {
+                            let on_host = parse_evidence(output).ok().and_then(|e| e.reason);
+                            let why = match on_host {
+                                Some(reason) => format!("{status} ({details}): {reason}"),
+                                None => format!("{status} ({details})"),
+                            };
+                            self.apply(
+                                id,
+                                Event::CommandFailed {
+                                    reason: needs_reboot(&why),
+                                },
+                            );
+                        }
+                        _ if now >= *sent + command_deadline => {
+                            self.patiently(|| self.fleet.cancel(command, std::slice::from_ref(id)))
+                                .await?;
+                            let why = format!(
+                                "command {} did not finish in {}s and was cancelled",
+                                command.0,
+                                command_deadline.as_secs()
+                            );
+                            self.apply(
+                                id,
+                                Event::CommandFailed {
+                                    reason: needs_reboot(&why),
+                                },
+                            );
+                        }
+                        _ => {}
+                    },
+                    Some(InstanceState::Reconnecting { .. }) => {
+                        self.apply(id, Event::AgentState { connected });
+                        let waited = succeeded_at.get(id).map_or(Duration::ZERO, |at| now - *at);
+                        if !connected && waited >= self.config.agent_timeout {
+                            self.apply(id, Event::AgentTimedOut);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn needs_reboot(reason: &str) -> String {
+    format!("needs reboot: {reason}")
+}
+
+#[cfg(test)]
+mod tests;

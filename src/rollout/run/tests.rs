@@ -1,0 +1,357 @@
+//! Scenario tests: the orchestrator against `SimFleet` in virtual time.
+
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::clock::SimClock;
+use crate::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
+
+fn start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn zones(n: usize) -> Vec<SimInstance> {
+    (0..n)
+        .map(|i| {
+            SimInstance::healthy(
+                format!("i-{i:04}"),
+                ["eu-west-1a", "eu-west-1b", "eu-west-1c"][i % 3],
+            )
+        })
+        .collect()
+}
+
+fn targets(sim: &SimFleet, instances: &[SimInstance]) -> Vec<Target> {
+    instances
+        .iter()
+        .map(|i| Target {
+            instance_id: i.id.clone(),
+            container_instance_arn: sim.container_instance_arn(&i.id),
+            availability_zone: i.availability_zone.clone(),
+            platform: i.platform,
+        })
+        .collect()
+}
+
+fn config(max_unavailable: MaxUnavailable, canary: usize) -> RolloutConfig {
+    RolloutConfig {
+        waves: WavePolicy {
+            max_unavailable,
+            canary,
+            by_az: false,
+        },
+        ..RolloutConfig::default()
+    }
+}
+
+/// Runs a rollout over `instances` and returns the outcome, the events and the fleet.
+async fn rollout(
+    instances: Vec<SimInstance>,
+    config: RolloutConfig,
+) -> (Outcome, Vec<RolloutEvent>, SimFleet) {
+    let total = instances.len();
+    let limit = config.waves.max_unavailable.resolve(total);
+    let sim =
+        SimFleet::new(instances.clone(), Latencies::default(), start()).with_max_unavailable(limit);
+    let clock = SimClock::starting_at(start());
+    let mut events = Vec::new();
+    let outcome = roll(
+        &sim,
+        &clock,
+        "sim",
+        targets(&sim, &instances),
+        Vec::new(),
+        &config,
+        &mut |e| events.push(e),
+    )
+    .await;
+    (outcome, events, sim)
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy_fleets_are_restarted_once_each_and_proven() {
+    for n in [1, 10, 1000] {
+        let instances = zones(n);
+        let (outcome, events, sim) =
+            rollout(instances.clone(), config(MaxUnavailable::Percent(10), 1)).await;
+        assert_eq!(outcome.halted, None, "{n}");
+        assert_eq!(
+            outcome.count("done"),
+            n,
+            "{n}: {:?}",
+            outcome.states.values().find(|s| s.name() != "done")
+        );
+        for instance in &instances {
+            assert_eq!(sim.restarts_sent(&instance.id), 1, "{}", instance.id);
+        }
+        let done_events = events
+            .iter()
+            .filter(|e| {
+                matches!(e, RolloutEvent::StateChanged { state, .. }
+                    if matches!(**state, InstanceState::Done { .. }))
+            })
+            .count();
+        assert_eq!(done_events, n);
+        let requests: u64 = sim.request_counts().values().sum();
+        eprintln!(
+            "{n} instances: {} waves, {requests} requests",
+            outcome.waves
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waves_never_exceed_the_bound_and_the_canary_goes_alone() {
+    let (outcome, _, sim) = rollout(zones(25), config(MaxUnavailable::Count(4), 1)).await;
+    assert_eq!(outcome.count("done"), 25);
+    let commands = sim.sent_commands();
+    assert_eq!(commands[0].len(), 1, "canary alone");
+    assert!(commands.iter().all(|c| c.len() <= 4), "{commands:?}");
+    // 1 canary + ceil(24 / 4) waves.
+    assert_eq!(outcome.waves, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_canary_halts_before_anything_else_is_touched() {
+    let mut instances = zones(10);
+    instances[0] = instances[0].clone().with_fault(Fault::CommandFails);
+    let (outcome, events, sim) =
+        rollout(instances.clone(), config(MaxUnavailable::Count(3), 1)).await;
+    assert!(
+        outcome.halted.as_deref().unwrap().contains("canary"),
+        "{:?}",
+        outcome.halted
+    );
+    assert_eq!(outcome.count("failed"), 1);
+    assert_eq!(outcome.count("pending"), 9);
+    assert_eq!(sim.sent_commands().len(), 1);
+    assert!(instances[1..].iter().all(|i| sim.restarts_sent(&i.id) == 0));
+    assert!(matches!(events.last(), Some(RolloutEvent::Halted { .. })));
+    let Some(InstanceState::Failed { reason }) = outcome.states.get("i-0000") else {
+        panic!()
+    };
+    assert!(
+        reason.starts_with("needs reboot:") && reason.contains("restart-command-failed"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_failures_halts_and_no_new_instance_is_touched_after() {
+    let mut instances = zones(12);
+    for i in [2, 3] {
+        instances[i] = instances[i].clone().with_fault(Fault::NeverReconnects);
+    }
+    let mut config = config(MaxUnavailable::Count(2), 1);
+    config.max_failures = 1;
+    config.agent_timeout = Duration::from_secs(60);
+    let (outcome, _, sim) = rollout(instances.clone(), config).await;
+    assert!(
+        outcome
+            .halted
+            .as_deref()
+            .unwrap()
+            .contains("--max-failures 1"),
+        "{:?}",
+        outcome.halted
+    );
+    assert_eq!(outcome.count("failed"), 2);
+    let untouched: Vec<&SimInstance> = instances
+        .iter()
+        .filter(|i| sim.restarts_sent(&i.id) == 0)
+        .collect();
+    assert_eq!(untouched.len(), outcome.count("pending"));
+    assert!(outcome.count("pending") > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_reconnects_pass_within_the_timeout_and_fail_beyond_it() {
+    let instances = vec![
+        SimInstance::healthy("i-slow", "a")
+            .with_fault(Fault::SlowReconnect(Duration::from_secs(40))),
+        SimInstance::healthy("i-too-slow", "a")
+            .with_fault(Fault::SlowReconnect(Duration::from_secs(400))),
+    ];
+    let mut config = config(MaxUnavailable::Count(2), 0);
+    config.agent_timeout = Duration::from_secs(120);
+    config.max_failures = 5;
+    let (outcome, _, _) = rollout(instances, config).await;
+    assert!(
+        matches!(outcome.states["i-slow"], InstanceState::Done { .. }),
+        "{:?}",
+        outcome.states["i-slow"]
+    );
+    let InstanceState::Failed { reason } = &outcome.states["i-too-slow"] else {
+        panic!("{:?}", outcome.states)
+    };
+    assert!(reason.contains("acs-not-connected"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_too_fast_for_ecs_to_notice_still_counts() {
+    let instances = vec![SimInstance::healthy("i-fast", "a").with_fault(Fault::FastRestart)];
+    let (outcome, _, _) = rollout(instances, config(MaxUnavailable::Count(1), 1)).await;
+    assert!(matches!(
+        outcome.states["i-fast"],
+        InstanceState::Done { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_command_is_cancelled_before_the_instance_is_given_up() {
+    let instances = vec![SimInstance::healthy("i-hung", "a").with_fault(Fault::CommandHangs)];
+    let (outcome, _, sim) = rollout(instances, config(MaxUnavailable::Count(1), 0)).await;
+    let InstanceState::Failed { reason } = &outcome.states["i-hung"] else {
+        panic!()
+    };
+    assert!(reason.contains("cancelled"), "{reason}");
+    assert_eq!(sim.request_counts()["ssm:CancelCommand"], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn undeliverable_commands_fail_with_ssm_s_reason() {
+    let instances = vec![
+        SimInstance::healthy("i-offline", "a").with_fault(Fault::SsmOffline),
+        SimInstance::healthy("i-ok", "a"),
+    ];
+    let mut config = config(MaxUnavailable::Count(2), 0);
+    config.max_failures = 1;
+    let (outcome, _, _) = rollout(instances, config).await;
+    let InstanceState::Failed { reason } = &outcome.states["i-offline"] else {
+        panic!()
+    };
+    assert!(reason.contains("DeliveryTimedOut"), "{reason}");
+    assert!(matches!(outcome.states["i-ok"], InstanceState::Done { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn instances_that_leave_are_gone_not_failed() {
+    let instances = vec![
+        SimInstance::healthy("i-0", "a"),
+        SimInstance::healthy("i-spot", "a")
+            .with_fault(Fault::TerminatedAfter(Duration::from_secs(4))),
+        SimInstance::healthy("i-early", "a").with_fault(Fault::TerminatedAfter(Duration::ZERO)),
+    ];
+    let (outcome, _, sim) = rollout(instances, config(MaxUnavailable::Count(2), 0)).await;
+    assert_eq!(outcome.halted, None);
+    assert!(
+        matches!(outcome.states["i-spot"], InstanceState::Gone { .. }),
+        "{:?}",
+        outcome.states["i-spot"]
+    );
+    assert!(matches!(
+        outcome.states["i-early"],
+        InstanceState::Gone { .. }
+    ));
+    assert_eq!(
+        sim.restarts_sent("i-early"),
+        0,
+        "gone before its wave: never sent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_az_keeps_every_command_in_one_zone() {
+    let instances = zones(18);
+    let mut config = config(MaxUnavailable::Count(4), 1);
+    config.waves.by_az = true;
+    let (outcome, _, sim) = rollout(instances.clone(), config).await;
+    assert_eq!(outcome.count("done"), 18);
+    let zone_of = |id: &String| {
+        instances
+            .iter()
+            .find(|i| &i.id == id)
+            .unwrap()
+            .availability_zone
+            .clone()
+    };
+    for command in sim.sent_commands() {
+        let zones: BTreeSet<String> = command.iter().map(zone_of).collect();
+        assert_eq!(zones.len(), 1, "{command:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_is_absorbed() {
+    let instances = zones(30);
+    let limit = 5;
+    let sim = SimFleet::new(instances.clone(), Latencies::default(), start())
+        .with_max_unavailable(limit)
+        .with_throttling_every(4);
+    let clock = SimClock::starting_at(start());
+    let outcome = roll(
+        &sim,
+        &clock,
+        "sim",
+        targets(&sim, &instances),
+        Vec::new(),
+        &config(MaxUnavailable::Count(5), 1),
+        &mut |_| {},
+    )
+    .await;
+    assert_eq!(outcome.halted, None);
+    assert_eq!(outcome.count("done"), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn docker_method_is_refused_on_a_supervised_host() {
+    let mut config = config(MaxUnavailable::Count(1), 1);
+    config.method = RestartMethod::Docker;
+    let (outcome, _, _) = rollout(vec![SimInstance::healthy("i-1", "a")], config).await;
+    let InstanceState::Failed { reason } = &outcome.states["i-1"] else {
+        panic!()
+    };
+    assert!(
+        reason.contains("docker-restart-on-supervised-host"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn preset_instances_are_reported_and_never_touched() {
+    let instances = zones(3);
+    let sim = SimFleet::new(instances.clone(), Latencies::default(), start());
+    let clock = SimClock::starting_at(start());
+    let preset = vec![(
+        "i-0002".to_string(),
+        InstanceState::Skipped {
+            reason: "DRAINING before the run".into(),
+        },
+    )];
+    let mut events = Vec::new();
+    let outcome = roll(
+        &sim,
+        &clock,
+        "sim",
+        targets(&sim, &instances[..2]),
+        preset,
+        &config(MaxUnavailable::Count(1), 1),
+        &mut |e| events.push(e),
+    )
+    .await;
+    assert_eq!(outcome.count("done"), 2);
+    assert_eq!(outcome.count("skipped"), 1);
+    assert_eq!(sim.restarts_sent("i-0002"), 0);
+    assert!(
+        matches!(&events[0], RolloutEvent::StateChanged { instance_id, .. } if instance_id == "i-0002")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn event_times_come_from_the_clock() {
+    let (_, events, _) = rollout(zones(2), config(MaxUnavailable::Count(1), 1)).await;
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| match e {
+            RolloutEvent::WaveStarted { at, .. }
+            | RolloutEvent::StateChanged { at, .. }
+            | RolloutEvent::Halted { at, .. } => *at,
+        })
+        .collect();
+    assert_eq!(times[0], 1_800_000_000);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    assert!(
+        *times.last().unwrap() > 1_800_000_000 + 10,
+        "restarts take virtual time: {times:?}"
+    );
+}
