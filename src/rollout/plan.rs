@@ -59,7 +59,14 @@ pub fn plan(
     for instance in &inventory.container_instances {
         match decide(inventory, instance, selection) {
             Ok(target) => targets.push(target),
-            Err(state) => preset.push((instance.ec2_instance_id.clone(), state)),
+            Err(Preset::Skip(reason)) => preset.push((
+                instance.ec2_instance_id.clone(),
+                InstanceState::Skipped { reason },
+            )),
+            Err(Preset::Fail(reason)) => preset.push((
+                instance.ec2_instance_id.clone(),
+                InstanceState::Failed { reason },
+            )),
         }
     }
     let candidates: Vec<Candidate> = targets
