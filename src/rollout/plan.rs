@@ -106,10 +106,14 @@ impl RolloutPlan {
     }
 }
 
-fn skipped(reason: impl Into<String>) -> InstanceState {
-    InstanceState::Skipped {
-        reason: reason.into(),
-    }
+/// How an instance that is not a target starts.
+enum Preset {
+    Skip(String),
+    Fail(String),
+}
+
+fn skipped(reason: impl Into<String>) -> Preset {
+    Preset::Skip(reason.into())
 }
 
 /// A target, or the state the instance is in from the start.
@@ -117,7 +121,7 @@ fn decide(
     inventory: &Inventory,
     instance: &ContainerInstance,
     selection: &Selection,
-) -> Result<Target, InstanceState> {
+) -> Result<Target, Preset> {
     let id = &instance.ec2_instance_id;
     if !selection.instances.is_empty() && !selection.instances.contains(id) {
         return Err(skipped("not in --instances"));
@@ -157,9 +161,7 @@ fn decide(
             Some(_) => None,
         };
         if let Some(why) = why {
-            return Err(InstanceState::Failed {
-                reason: format!("needs reboot: {why}"),
-            });
+            return Err(Preset::Fail(format!("needs reboot: {why}")));
         }
     }
     Ok(Target {
