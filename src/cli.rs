@@ -13,8 +13,12 @@ use crate::report::OutputFormat;
     long_about = "Moves ECS agents onto AWS PrivateLink endpoints, safely and with proof.\n\n\
         After the ecs, ecs-agent, ecs-telemetry, ecr.api, ecr.dkr and S3 gateway endpoints exist, \
         every ECS agent still talks to ECS over its old public path until it restarts. \
-        `check` tells whether a cluster is ready for that cutover.",
-    after_help = "Exit codes: 0 ready, 1 blocking findings, 2 usage, configuration or AWS access error."
+        `privlink-restart --cluster NAME` checks the cluster, shows the plan, asks, then restarts \
+        the agents over SSM Run Command in waves and proves each restart from the instance. \
+        `check` only checks; `demo` shows the whole flow on a simulated cluster.",
+    after_help = "Exit codes: 0 done or ready; 1 blocking findings, or instances failed or not moved; \
+        2 usage, configuration or AWS access error.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -28,8 +32,83 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Output")]
     pub verbose: bool,
 
+    #[command(flatten)]
+    pub cutover: CutoverArgs,
+
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// The cutover (no subcommand).
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// ECS cluster name or ARN
+    #[arg(long, value_parser = plan::parse_cluster)]
+    pub cluster: Option<String>,
+
+    /// Check and show the plan, then stop: change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask before restarting (needed when stdin is not a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Run despite blocking findings; each overridden finding id is named in the output
+    #[arg(long, help_heading = "Safety")]
+    pub force: bool,
+
+    /// The endpoints live in another (hub or shared) VPC: missing local endpoints only warn
+    #[arg(long)]
+    pub shared_endpoints: bool,
+
+    /// How to restart the agent: its supervisor (auto), or one method for every host
+    #[arg(long, value_enum, default_value_t = RestartMethodArg::Auto, help_heading = "Rollout")]
+    pub restart_method: RestartMethodArg,
+
+    /// Instances away at once: a count or a percentage of the instances to restart
+    #[arg(long, default_value = "10%", value_parser = plan::parse_max_unavailable, help_heading = "Rollout")]
+    pub max_unavailable: crate::rollout::waves::MaxUnavailable,
+
+    /// Instances restarted first, alone; the rollout halts if any of them fails
+    #[arg(long, default_value_t = 1, help_heading = "Rollout")]
+    pub canary: usize,
+
+    /// Failed instances tolerated before the rollout halts (no new instance is touched after)
+    #[arg(long, default_value_t = 0, help_heading = "Safety")]
+    pub max_failures: usize,
+
+    /// Keep every wave inside one Availability Zone
+    #[arg(long, help_heading = "Rollout")]
+    pub by_az: bool,
+
+    /// Pause between waves, e.g. 30s or 2m
+    #[arg(long, default_value = "0s", value_parser = plan::parse_duration, help_heading = "Rollout")]
+    pub wave_pause: std::time::Duration,
+
+    /// How long an agent may take to restart and reconnect, e.g. 5m
+    #[arg(long, default_value = "5m", value_parser = plan::parse_duration, help_heading = "Rollout")]
+    pub agent_timeout: std::time::Duration,
+
+    /// Only these EC2 instance ids (comma-separated)
+    #[arg(long, value_delimiter = ',', help_heading = "Selection")]
+    pub instances: Vec<String>,
+
+    /// Leave these EC2 instance ids alone (comma-separated)
+    #[arg(long, value_delimiter = ',', help_heading = "Selection")]
+    pub exclude: Vec<String>,
+
+    /// Only instances of this Auto Scaling group
+    #[arg(long, help_heading = "Selection")]
+    pub asg: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestartMethodArg {
+    Auto,
+    Systemd,
+    Upstart,
+    Docker,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +137,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the least-privilege IAM policy for everything this tool calls
     IamPolicy(IamPolicyArgs),
+    /// The whole cutover on a built-in simulated cluster: no AWS account needed
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,4 +165,19 @@ pub struct IamPolicyArgs {
     /// Only the read permissions `check` needs, nothing that changes the fleet
     #[arg(long)]
     pub read_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Container instances in the simulated cluster
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u16).range(1..=5000))]
+    pub instances: u16,
+
+    /// How much faster than real time the simulation runs
+    #[arg(long, default_value_t = 10.0, value_parser = plan::parse_speed)]
+    pub speed: f64,
+
+    /// Add trouble: an instance SSM cannot reach, a slow reconnect, a spot interruption
+    #[arg(long)]
+    pub faults: bool,
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod cutover;
 pub mod exit;
 pub mod fleet;
 pub mod iam;

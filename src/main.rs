@@ -1,17 +1,26 @@
-//! The binary: parse, build the AWS fleet, run, print, map to an exit code.
+//! The binary: parse, build the fleet (AWS or simulated) and the console, run, print, map
+//! to an exit code.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 
-use privlink_restart::cli::{Cli, Command};
+use privlink_restart::cli::{Cli, Command, CutoverArgs, DemoArgs, RestartMethodArg};
+use privlink_restart::clock::SystemClock;
+use privlink_restart::cutover::{self, Console, CutoverPlan};
 use privlink_restart::fleet::aws::{AwsFleet, AwsSettings};
+use privlink_restart::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
 use privlink_restart::fleet::Fleet;
 use privlink_restart::iam::{self, PolicyScope};
 use privlink_restart::plan::{CheckPlan, IamPolicyPlan};
 use privlink_restart::preflight::{self, PreflightOptions};
 use privlink_restart::report::{self, CheckReport, Colour, OutputFormat};
+use privlink_restart::rollout::plan::Selection;
+use privlink_restart::rollout::run::RolloutConfig;
+use privlink_restart::rollout::script::RestartMethod;
+use privlink_restart::rollout::waves::{MaxUnavailable, WavePolicy};
 use privlink_restart::{exit, fleet};
 
 fn main() -> ExitCode {
@@ -23,7 +32,7 @@ fn main() -> ExitCode {
         max_attempts: cli.aws.max_attempts,
     };
     let code = match cli.command {
-        Command::Check(args) => {
+        Some(Command::Check(args)) => {
             let plan = CheckPlan {
                 cluster: args.cluster,
                 aws,
@@ -35,7 +44,7 @@ fn main() -> ExitCode {
             };
             run_async(check(plan))
         }
-        Command::IamPolicy(args) => iam_policy(IamPolicyPlan {
+        Some(Command::IamPolicy(args)) => iam_policy(IamPolicyPlan {
             scope: PolicyScope {
                 cluster: args.cluster,
                 region: aws.region,
@@ -43,6 +52,14 @@ fn main() -> ExitCode {
                 read_only: args.read_only,
             },
         }),
+        Some(Command::Demo(args)) => run_async(demo(args, cli.output)),
+        None => match cutover_plan(cli.cutover, cli.output) {
+            Some(plan) => run_async(cutover_on_aws(aws, plan, cli.verbose)),
+            None => {
+                eprintln!("error: the cutover needs --cluster NAME (or a subcommand: check, iam-policy, demo); see --help");
+                exit::USAGE
+            }
+        },
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -58,6 +75,13 @@ fn run_async(work: impl std::future::Future<Output = i32>) -> i32 {
             exit::USAGE
         }
     }
+}
+
+fn colour_for_stdout() -> Colour {
+    Colour::for_terminal(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
 }
 
 async fn check(plan: CheckPlan) -> i32 {
@@ -78,13 +102,7 @@ async fn check(plan: CheckPlan) -> i32 {
     };
     let rendered = match plan.output {
         OutputFormat::Json => report::render_check_json(&report),
-        OutputFormat::Human => {
-            let colour = Colour::for_terminal(
-                std::io::stdout().is_terminal(),
-                std::env::var_os("NO_COLOR").as_deref(),
-            );
-            report::render_check_human(&report, colour)
-        }
+        OutputFormat::Human => report::render_check_human(&report, colour_for_stdout()),
     };
     print_stdout(&rendered);
     if plan.verbose {
@@ -94,6 +112,161 @@ async fn check(plan: CheckPlan) -> i32 {
         exit::OK
     } else {
         exit::BLOCKED
+    }
+}
+
+fn cutover_plan(args: CutoverArgs, output: OutputFormat) -> Option<CutoverPlan> {
+    Some(CutoverPlan {
+        cluster: args.cluster?,
+        preflight: PreflightOptions {
+            shared_endpoints: args.shared_endpoints,
+        },
+        selection: Selection {
+            instances: args.instances,
+            exclude: args.exclude,
+            asg: args.asg,
+        },
+        rollout: RolloutConfig {
+            waves: WavePolicy {
+                max_unavailable: args.max_unavailable,
+                canary: args.canary,
+                by_az: args.by_az,
+            },
+            max_failures: args.max_failures,
+            wave_pause: args.wave_pause,
+            agent_timeout: args.agent_timeout,
+            method: match args.restart_method {
+                RestartMethodArg::Auto => RestartMethod::Auto,
+                RestartMethodArg::Systemd => RestartMethod::Systemd,
+                RestartMethodArg::Upstart => RestartMethod::Upstart,
+                RestartMethodArg::Docker => RestartMethod::Docker,
+            },
+            ..RolloutConfig::default()
+        },
+        dry_run: args.dry_run,
+        assume_yes: args.yes,
+        force: args.force,
+        output,
+    })
+}
+
+async fn cutover_on_aws(aws: AwsSettings, plan: CutoverPlan, verbose: bool) -> i32 {
+    let fleet = match AwsFleet::connect(&aws).await {
+        Ok(fleet) => fleet,
+        Err(error) => return fail(&error),
+    };
+    let code = match cutover::run(&fleet, &SystemClock, &plan, &mut TerminalConsole::new()).await {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    };
+    if verbose {
+        print_requests(&fleet.request_counts());
+    }
+    code
+}
+
+/// The demo: a simulated cluster in scaled real time, through the same flow.
+async fn demo(args: DemoArgs, output: OutputFormat) -> i32 {
+    let scale = |d: Duration| d.div_f64(args.speed);
+    let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
+    let mut instances: Vec<SimInstance> = (0..usize::from(args.instances))
+        .map(|i| SimInstance::healthy(format!("i-0demo{i:05}"), zones[i % zones.len()]))
+        .collect();
+    if args.faults {
+        let mut fault = |index: usize, fault: Fault| {
+            if let Some(instance) = instances.get_mut(index) {
+                instance.faults.push(fault);
+            }
+        };
+        fault(3, Fault::SsmOffline);
+        fault(7, Fault::SlowReconnect(scale(Duration::from_secs(40))));
+        fault(11, Fault::TerminatedAfter(scale(Duration::from_secs(45))));
+    }
+    let defaults = Latencies::default();
+    let latencies = Latencies {
+        delivery: scale(defaults.delivery),
+        restart: scale(defaults.restart),
+        reconnect: scale(defaults.reconnect),
+        report: scale(defaults.report),
+    };
+    let sim = SimFleet::new(instances, latencies, SystemTime::now());
+    let defaults = RolloutConfig::default();
+    let plan = CutoverPlan {
+        cluster: sim.cluster().to_string(),
+        preflight: PreflightOptions::default(),
+        selection: Selection::default(),
+        rollout: RolloutConfig {
+            waves: WavePolicy {
+                max_unavailable: MaxUnavailable::Percent(20),
+                canary: 1,
+                by_az: false,
+            },
+            max_failures: 1,
+            agent_timeout: scale(defaults.agent_timeout),
+            delivery_timeout: scale(defaults.delivery_timeout),
+            poll_interval: scale(defaults.poll_interval),
+            ..defaults
+        },
+        dry_run: false,
+        assume_yes: true,
+        force: false,
+        output,
+    };
+    eprintln!(
+        "Demo: a simulated cluster of {} container instances, {}x faster than real time. Nothing leaves this machine.",
+        args.instances, args.speed
+    );
+    match cutover::run(&sim, &SystemClock, &plan, &mut TerminalConsole::new()).await {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    }
+}
+
+/// The terminal: report on stdout, messages and the prompt on stderr.
+struct TerminalConsole {
+    colour: Colour,
+    stderr_is_terminal: bool,
+    stdin_is_terminal: bool,
+}
+
+impl TerminalConsole {
+    fn new() -> TerminalConsole {
+        TerminalConsole {
+            colour: colour_for_stdout(),
+            stderr_is_terminal: std::io::stderr().is_terminal(),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
+        }
+    }
+}
+
+impl Console for TerminalConsole {
+    fn out(&mut self, text: &str) {
+        print_stdout(text);
+    }
+
+    fn err(&mut self, text: &str) {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+
+    fn confirm(&mut self, question: &str) -> Option<bool> {
+        if !self.stdin_is_terminal {
+            return None;
+        }
+        self.err(question);
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).ok()?;
+        Some(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    }
+
+    fn colour(&self) -> Colour {
+        self.colour
+    }
+
+    fn progress_visible(&self) -> bool {
+        self.stderr_is_terminal
     }
 }
 

@@ -74,6 +74,35 @@ pub fn parse_endpoint_url(raw: &str) -> Result<String, String> {
     Ok(raw.to_string())
 }
 
+/// `--max-unavailable`: a count (`5`) or a percentage (`10%`).
+pub fn parse_max_unavailable(raw: &str) -> Result<crate::rollout::waves::MaxUnavailable, String> {
+    crate::rollout::waves::MaxUnavailable::parse(raw)
+}
+
+/// Durations like `90`, `90s`, `5m`, `1h` (a bare number is seconds).
+pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("\"{raw}\" is not a duration like 90s, 5m or 1h");
+    let (number, unit) = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((raw, "s"), |at| raw.split_at(at));
+    let value: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// The demo's speed-up: a positive number.
+pub fn parse_speed(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && (0.1..=10_000.0).contains(&speed) => Ok(speed),
+        _ => Err(format!("\"{raw}\" is not a speed from 0.1 to 10000")),
+    }
+}
+
 /// AWS account ids are twelve digits.
 pub fn parse_account(raw: &str) -> Result<String, String> {
     if raw.len() == 12 && raw.chars().all(|c| c.is_ascii_digit()) {
@@ -152,6 +181,31 @@ mod tests {
             "http://a b",
         ] {
             assert!(parse_endpoint_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn duration_and_speed_table() {
+        use std::time::Duration;
+        for (raw, seconds) in [
+            ("90", 90),
+            ("90s", 90),
+            ("5m", 300),
+            ("1h", 3600),
+            ("0s", 0),
+        ] {
+            assert_eq!(
+                parse_duration(raw),
+                Ok(Duration::from_secs(seconds)),
+                "{raw}"
+            );
+        }
+        for bad in ["", "m", "5x", "1.5m", "-3s", "5 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_speed("10"), Ok(10.0));
+        for bad in ["0", "-1", "nan", "inf", "fast"] {
+            assert!(parse_speed(bad).is_err(), "{bad:?}");
         }
     }
 

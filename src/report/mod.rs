@@ -3,11 +3,16 @@
 //! `String`, so tests read exactly what a user would.
 
 mod check;
+mod rollout;
 mod text;
 
 use clap::ValueEnum;
 
 pub use check::{render_check_human, render_check_json, CheckReport};
+pub use rollout::{
+    render_event_json, render_plan_human, render_plan_json, render_summary_human,
+    render_summary_json, ProgressView, Timings,
+};
 
 /// The version of every JSON document this tool writes; bumped on incompatible changes.
 pub const JSON_SCHEMA: u32 = 1;

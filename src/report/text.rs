@@ -23,6 +23,16 @@ pub(crate) fn wrap(text: &str, indent: &str) -> Vec<String> {
     lines
 }
 
+/// Up to six ids, then how many more, so a wave of 500 still fits a line.
+pub(crate) fn some_ids(ids: &[String]) -> String {
+    const SHOWN: usize = 6;
+    if ids.len() <= SHOWN {
+        ids.join(" ")
+    } else {
+        format!("{} +{} more", ids[..SHOWN].join(" "), ids.len() - SHOWN)
+    }
+}
+
 /// Wraps a shell command with ` \` continuations, so it stays copy-pasteable.
 pub(crate) fn wrap_command(command: &str, first_indent: &str, indent: &str) -> Vec<String> {
     let mut lines = Vec::new();

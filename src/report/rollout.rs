@@ -1,0 +1,368 @@
+//! The cutover's reports: the plan before anything changes, one JSON line per event, the
+//! live progress view, and the summary at the end. Everything but the progress view is
+//! rendered into a `String`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use super::text::some_ids;
+use super::{Colour, JSON_SCHEMA};
+use crate::inventory::Cluster;
+use crate::rollout::plan::{Override, RolloutPlan};
+use crate::rollout::run::{Outcome, RolloutConfig, RolloutEvent};
+use crate::rollout::state::InstanceState;
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The plan, for people.
+pub fn render_plan_human(
+    cluster: &Cluster,
+    plan: &RolloutPlan,
+    config: &RolloutConfig,
+    colour: Colour,
+) -> String {
+    let mut out = String::new();
+    let width = config.waves.max_unavailable.resolve(plan.targets.len());
+    let _ = writeln!(
+        out,
+        "{}",
+        colour.paint(
+            "1",
+            &format!(
+                "Plan for cluster {} ({}): restart {} over SSM in {}",
+                cluster.name,
+                cluster.region,
+                plural(plan.targets.len(), "agent", "agents"),
+                plural(plan.waves.len(), "wave", "waves")
+            )
+        )
+    );
+    let canary = plan
+        .waves
+        .first()
+        .filter(|w| w.canary)
+        .map_or(0, |w| w.instance_ids.len());
+    let _ = writeln!(
+        out,
+        "  canary {canary}, then up to {width} at once (--max-unavailable {}){}; halt after {} failure(s)",
+        config.waves.max_unavailable,
+        if config.waves.by_az { ", one zone per wave" } else { "" },
+        config.max_failures + 1
+    );
+    for (number, wave) in plan.waves.iter().enumerate() {
+        let label = if wave.canary {
+            format!("wave {} (canary)", number + 1)
+        } else {
+            format!("wave {}", number + 1)
+        };
+        let _ = writeln!(out, "  {label:<18} {}", some_ids(&wave.instance_ids));
+    }
+    let (reboot, skipped): (Vec<_>, Vec<_>) = plan
+        .preset
+        .iter()
+        .partition(|(_, state)| matches!(state, InstanceState::Failed { .. }));
+    if !reboot.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            colour.paint("33", &format!("Need a reboot instead ({}):", reboot.len()))
+        );
+        for (id, state) in &reboot {
+            let _ = writeln!(out, "  {id:<21} {}", reason(state));
+        }
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "Skipped ({}):", skipped.len());
+        for (id, state) in &skipped {
+            let _ = writeln!(out, "  {id:<21} {}", reason(state));
+        }
+    }
+    out
+}
+
+fn reason(state: &InstanceState) -> String {
+    match state {
+        InstanceState::Skipped { reason }
+        | InstanceState::Failed { reason }
+        | InstanceState::Gone { reason } => reason.clone(),
+        InstanceState::Done { evidence } => evidence.to_string(),
+        other => other.name().to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    schema: u32,
+    kind: &'static str,
+    cluster: &'a Cluster,
+    max_unavailable: String,
+    waves: &'a [crate::rollout::waves::Wave],
+    preset: Vec<JsonInstance<'a>>,
+    blocking: Vec<Override>,
+}
+
+#[derive(Serialize)]
+struct JsonInstance<'a> {
+    instance_id: &'a str,
+    #[serde(flatten)]
+    state: &'a InstanceState,
+}
+
+/// The plan as one JSON object (`--dry-run --output json`).
+pub fn render_plan_json(cluster: &Cluster, plan: &RolloutPlan, config: &RolloutConfig) -> String {
+    let document = JsonPlan {
+        schema: JSON_SCHEMA,
+        kind: "plan",
+        cluster,
+        max_unavailable: config.waves.max_unavailable.to_string(),
+        waves: &plan.waves,
+        preset: plan
+            .preset
+            .iter()
+            .map(|(id, state)| JsonInstance {
+                instance_id: id,
+                state,
+            })
+            .collect(),
+        blocking: plan.overrides(),
+    };
+    serde_json::to_string(&document).unwrap_or_default() + "\n"
+}
+
+/// One event as a JSON line.
+pub fn render_event_json(event: &RolloutEvent) -> String {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("schema".into(), json!(JSON_SCHEMA));
+        map.insert("kind".into(), json!("event"));
+    }
+    value.to_string() + "\n"
+}
+
+/// When each instance started and ended, gathered from the events (Unix seconds).
+#[derive(Debug, Default, Clone)]
+pub struct Timings {
+    started: BTreeMap<String, i64>,
+    ended: BTreeMap<String, i64>,
+}
+
+impl Timings {
+    pub fn record(&mut self, event: &RolloutEvent) {
+        if let RolloutEvent::StateChanged {
+            instance_id,
+            state,
+            at,
+        } = event
+        {
+            if matches!(**state, InstanceState::Restarting { .. }) {
+                self.started.entry(instance_id.clone()).or_insert(*at);
+            }
+            if state.is_final() {
+                self.ended.insert(instance_id.clone(), *at);
+            }
+        }
+    }
+
+    fn took(&self, id: &str) -> Option<i64> {
+        Some(self.ended.get(id)? - self.started.get(id)?)
+    }
+}
+
+/// The summary table and totals, for people.
+pub fn render_summary_human(
+    outcome: &Outcome,
+    zones: &BTreeMap<String, String>,
+    timings: &Timings,
+    requests: &BTreeMap<String, u64>,
+    colour: Colour,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<21} {:<12} {:<8} {:>6}  detail",
+        "instance", "zone", "result", "time"
+    );
+    for (id, state) in &outcome.states {
+        let code = match state {
+            InstanceState::Done { .. } => "32",
+            InstanceState::Failed { .. } => "31",
+            InstanceState::Pending => "33",
+            _ => "2",
+        };
+        let took = timings
+            .took(id)
+            .map_or_else(|| "-".to_string(), |s| format!("{s}s"));
+        let zone = zones.get(id).map_or("-", String::as_str);
+        let result = colour.paint(code, &format!("{:<8}", state.name()));
+        let _ = writeln!(
+            out,
+            "{id:<21} {zone:<12} {result} {took:>6}  {}",
+            reason(state)
+        );
+    }
+    let total: u64 = requests.values().sum();
+    let _ = writeln!(
+        out,
+        "\n{} done, {} failed, {} gone, {} skipped, {} not started · {total} AWS requests",
+        outcome.count("done"),
+        outcome.count("failed"),
+        outcome.count("gone"),
+        outcome.count("skipped"),
+        outcome.count("pending"),
+    );
+    if let Some(reason) = &outcome.halted {
+        let _ = writeln!(
+            out,
+            "{}",
+            colour.paint(
+                "31",
+                &format!("Halted: {reason}. No new instance was touched after that.")
+            )
+        );
+    }
+    let verdict = if outcome.count("failed") > 0 || outcome.count("pending") > 0 {
+        colour.paint("31", "Not every agent was moved: the failed ones need a reboot or a look (see the detail column).")
+    } else {
+        colour.paint(
+            "32",
+            &format!(
+                "{} restarted and reconnected, with proof from each instance.",
+                plural(outcome.count("done"), "agent", "agents")
+            ),
+        )
+    };
+    let _ = writeln!(out, "{verdict}");
+    out
+}
+
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    schema: u32,
+    kind: &'static str,
+    halted: Option<&'a str>,
+    overridden: &'a [Override],
+    instances: Vec<JsonInstance<'a>>,
+    requests: &'a BTreeMap<String, u64>,
+}
+
+/// The final summary as one JSON line.
+pub fn render_summary_json(
+    outcome: &Outcome,
+    overridden: &[Override],
+    requests: &BTreeMap<String, u64>,
+) -> String {
+    let document = JsonSummary {
+        schema: JSON_SCHEMA,
+        kind: "summary",
+        halted: outcome.halted.as_deref(),
+        overridden,
+        instances: outcome
+            .states
+            .iter()
+            .map(|(id, state)| JsonInstance {
+                instance_id: id,
+                state,
+            })
+            .collect(),
+        requests,
+    };
+    serde_json::to_string(&document).unwrap_or_default() + "\n"
+}
+
+/// The live view on stderr: one bar for the cluster, one line per instance in flight.
+/// Hidden when stderr is not a terminal.
+pub struct ProgressView {
+    bars: MultiProgress,
+    total: ProgressBar,
+    in_flight: BTreeMap<String, ProgressBar>,
+}
+
+impl ProgressView {
+    pub fn new(targets: usize, visible: bool) -> ProgressView {
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bars = MultiProgress::with_draw_target(target);
+        let total = bars.add(ProgressBar::new(targets as u64));
+        total.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} agents {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        total.enable_steady_tick(Duration::from_millis(200));
+        ProgressView {
+            bars,
+            total,
+            in_flight: BTreeMap::new(),
+        }
+    }
+
+    pub fn on(&mut self, event: &RolloutEvent) {
+        match event {
+            RolloutEvent::WaveStarted {
+                number,
+                canary,
+                instance_ids,
+                ..
+            } => {
+                let kind = if *canary { " (canary)" } else { "" };
+                self.total
+                    .set_message(format!("· wave {number}{kind}: {}", instance_ids.len()));
+            }
+            RolloutEvent::StateChanged {
+                instance_id, state, ..
+            } => {
+                if state.is_final() {
+                    if let Some(bar) = self.in_flight.remove(instance_id) {
+                        bar.finish_and_clear();
+                        self.bars.remove(&bar);
+                    }
+                    if matches!(
+                        **state,
+                        InstanceState::Done { .. }
+                            | InstanceState::Failed { .. }
+                            | InstanceState::Gone { .. }
+                    ) {
+                        self.total.inc(1);
+                    }
+                } else if state.is_in_flight() {
+                    let bar = self
+                        .in_flight
+                        .entry(instance_id.clone())
+                        .or_insert_with(|| {
+                            let bar = self.bars.add(ProgressBar::new_spinner());
+                            bar.set_style(
+                                ProgressStyle::with_template(
+                                    "  {spinner} {prefix:<21} {msg:<13} {elapsed}",
+                                )
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                            );
+                            bar.set_prefix(instance_id.clone());
+                            bar.enable_steady_tick(Duration::from_millis(120));
+                            bar
+                        });
+                    bar.set_message(state.name());
+                }
+            }
+            RolloutEvent::Halted { reason, .. } => {
+                self.total.set_message(format!("· halted: {reason}"))
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        for bar in self.in_flight.values() {
+            bar.finish_and_clear();
+        }
+        self.total.finish_and_clear();
+    }
+}
