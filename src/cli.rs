@@ -90,6 +90,10 @@ pub struct CutoverArgs {
     #[arg(long, default_value = "5m", value_parser = plan::parse_duration, help_heading = "Rollout")]
     pub agent_timeout: std::time::Duration,
 
+    /// How often AWS is read while a wave is in flight
+    #[arg(long, default_value = "5s", value_parser = plan::parse_duration, help_heading = "Rollout")]
+    pub poll_interval: std::time::Duration,
+
     /// Only these EC2 instance ids (comma-separated)
     #[arg(long, value_delimiter = ',', help_heading = "Selection")]
     pub instances: Vec<String>,

@@ -135,6 +135,7 @@ fn cutover_plan(args: CutoverArgs, output: OutputFormat) -> Option<CutoverPlan> 
             max_failures: args.max_failures,
             wave_pause: args.wave_pause,
             agent_timeout: args.agent_timeout,
+            poll_interval: args.poll_interval.max(Duration::from_secs(1)),
             method: match args.restart_method {
                 RestartMethodArg::Auto => RestartMethod::Auto,
                 RestartMethodArg::Systemd => RestartMethod::Systemd,

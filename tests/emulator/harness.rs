@@ -92,6 +92,11 @@ impl Emulator {
         http(self.port, "POST", path, &body.to_string())
     }
 
+    /// GETs a control route of the launcher.
+    pub fn get(&self, path: &str) -> Value {
+        http(self.port, "GET", path, "")
+    }
+
     /// The real binary, with an environment that reaches nothing but the emulator: no
     /// inherited AWS settings, empty config files, IMDS off, one attempt per request.
     pub fn binary(&self) -> assert_cmd::Command {

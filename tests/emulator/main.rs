@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod check;
+mod cutover;
 mod harness;
 mod scale;
 mod scenario;

@@ -1,0 +1,169 @@
+//! The cutover end to end: the real binary restarts agents over the emulator's SSM Run
+//! Command, which answers each instance's invocation with the evidence its script would
+//! print.
+
+use serde_json::{json, Value};
+
+use crate::harness::Emulator;
+use crate::scenario::{build, Break, Scenario, CLUSTER};
+
+fn evidence(ok: bool, reason: &str) -> String {
+    format!(
+        "PRIVLINK-EVIDENCE v=1 result={} reason={reason} method=systemd supervisor=systemd agent_version=1.80.0 \
+         restart_at=1800000000 agent_started=1800000004 acs_connected=1800000007 credentials_before=404 \
+         credentials_after=404 boot_id=test",
+        if ok { "ok" } else { "failed" }
+    )
+}
+
+fn script_results(emulator: &Emulator, scenario: &Scenario, failing: Option<&str>) {
+    let results: serde_json::Map<String, Value> = scenario
+        .instances
+        .iter()
+        .map(|id| {
+            let result = if Some(id.as_str()) == failing {
+                json!({"status": "Failed", "output": evidence(false, "acs-not-connected"), "responseCode": 1})
+            } else {
+                json!({"status": "Success", "output": evidence(true, "none")})
+            };
+            (id.clone(), result)
+        })
+        .collect();
+    emulator.control("/_privlink/ssm/command-results", &results.into());
+}
+
+/// instance id → how many restart commands it was sent.
+fn commands_per_instance(emulator: &Emulator) -> std::collections::BTreeMap<String, usize> {
+    let commands = emulator.get("/_privlink/ssm/commands");
+    let mut per_instance = std::collections::BTreeMap::new();
+    for command in commands["Commands"].as_array().unwrap() {
+        assert_eq!(command["DocumentName"], "AWS-RunShellScript");
+        for id in command["InstanceIds"].as_array().unwrap() {
+            *per_instance
+                .entry(id.as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    per_instance
+}
+
+fn cutover(emulator: &Emulator, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--cluster",
+        CLUSTER,
+        "--yes",
+        "--poll-interval",
+        "1s",
+        "--max-unavailable",
+        "100%",
+    ];
+    args.extend_from_slice(extra);
+    emulator.binary().args(args).output().unwrap()
+}
+
+#[tokio::test]
+async fn every_instance_is_restarted_once_and_proven() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    script_results(&emulator, &scenario, None);
+    let output = cutover(&emulator, &["--output", "json"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let per_instance = commands_per_instance(&emulator);
+    for id in &scenario.instances {
+        assert_eq!(per_instance.get(id), Some(&1), "{id}: {per_instance:?}");
+    }
+    assert_eq!(
+        per_instance.len(),
+        scenario.instances.len(),
+        "nothing else was sent a command"
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["kind"], "summary");
+    let instances = summary["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), scenario.instances.len());
+    assert!(
+        instances.iter().all(|i| i["state"] == "done"),
+        "{instances:#?}"
+    );
+    assert!(summary["requests"]["ssm:SendCommand"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn a_failed_canary_halts_and_names_the_instance() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    // The canary is the first instance of the first zone: the scenario's instance in
+    // eu-west-1a, the only one there.
+    let canary = scenario.instances[0].clone();
+    script_results(&emulator, &scenario, Some(&canary));
+    let output = cutover(&emulator, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("Halted: the canary wave failed"),
+        "{stdout}"
+    );
+    let line = stdout.lines().find(|l| l.starts_with(&canary)).unwrap();
+    assert!(
+        line.contains("failed") && line.contains("acs-not-connected"),
+        "{line}"
+    );
+    let per_instance = commands_per_instance(&emulator);
+    assert_eq!(
+        per_instance.keys().collect::<Vec<_>>(),
+        vec![&ids[0]],
+        "nobody after the canary"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_sends_nothing() {
+    let emulator = Emulator::start();
+    build(&emulator, Break::Nothing).await;
+    let output = cutover(&emulator, &["--dry-run"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("Plan for cluster prod"), "{stdout}");
+    assert!(commands_per_instance(&emulator).is_empty());
+}
+
+#[tokio::test]
+async fn blocking_findings_stop_the_run_unless_forced() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::MissingEndpoint("ecs-agent")).await;
+    script_results(&emulator, &scenario, None);
+    let output = cutover(&emulator, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("pass --force"));
+    assert!(commands_per_instance(&emulator).is_empty());
+    let forced = cutover(&emulator, &["--force", "--output", "json"]);
+    assert_eq!(
+        forced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&forced.stdout);
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["overridden"][0]["id"], "interface-endpoint-missing");
+}
+
+#[tokio::test]
+async fn without_a_terminal_the_cutover_wants_yes() {
+    let emulator = Emulator::start();
+    build(&emulator, Break::Nothing).await;
+    let output = emulator
+        .binary()
+        .args(["--cluster", CLUSTER])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("pass --yes"));
+    assert!(commands_per_instance(&emulator).is_empty());
+}
