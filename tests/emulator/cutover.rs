@@ -117,7 +117,7 @@ async fn a_failed_canary_halts_and_names_the_instance() {
     let per_instance = commands_per_instance(&emulator);
     assert_eq!(
         per_instance.keys().collect::<Vec<_>>(),
-        vec![&ids[0]],
+        vec![&canary],
         "nobody after the canary"
     );
 }
