@@ -92,6 +92,16 @@ async fn every_instance_is_restarted_once_and_proven() {
         "{instances:#?}"
     );
     assert!(summary["requests"]["ssm:SendCommand"].as_u64().unwrap() >= 1);
+    let declared: Vec<String> = privlink_restart::fleet::operations::OPERATIONS
+        .iter()
+        .map(|o| o.iam_action())
+        .collect();
+    for action in summary["requests"].as_object().unwrap().keys() {
+        assert!(
+            declared.contains(action),
+            "{action} was sent but is not declared"
+        );
+    }
 }
 
 #[tokio::test]
