@@ -91,7 +91,7 @@ pub struct CutoverArgs {
     pub agent_timeout: std::time::Duration,
 
     /// How often AWS is read while a wave is in flight
-    #[arg(long, default_value = "5s", value_parser = plan::parse_duration, help_heading = "Rollout")]
+    #[arg(long, default_value = "1s", value_parser = plan::parse_duration, help_heading = "Rollout")]
     pub poll_interval: std::time::Duration,
 
     /// Only these EC2 instance ids (comma-separated)

@@ -51,7 +51,7 @@ impl Default for RolloutConfig {
             agent_timeout: Duration::from_secs(300),
             delivery_timeout: Duration::from_secs(60),
             method: RestartMethod::Auto,
-            poll_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }

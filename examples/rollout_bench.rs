@@ -1,0 +1,116 @@
+//! Rollout benchmark on `SimFleet` in virtual time: makespan against its lower bound, AWS
+//! requests per instance and peak memory, at 100, 1,000 and 5,000 instances, beside the
+//! one-at-a-time manual procedure on the same fleet. Prints a Markdown table.
+//!
+//! cargo run --release --example rollout_bench
+
+use std::time::{Duration, SystemTime};
+
+use privlink_restart::clock::SimClock;
+use privlink_restart::fleet::sim::{Latencies, SimFleet, SimInstance};
+use privlink_restart::fleet::Fleet;
+use privlink_restart::rollout::run::{roll, RolloutConfig, Target};
+use privlink_restart::rollout::waves::{MaxUnavailable, WavePolicy};
+
+fn instances(n: usize) -> Vec<SimInstance> {
+    let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
+    (0..n)
+        .map(|i| SimInstance::healthy(format!("i-{i:05}"), zones[i % 3]))
+        .collect()
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+struct Run {
+    makespan: Duration,
+    requests: u64,
+    done: usize,
+}
+
+async fn run(n: usize, policy: WavePolicy, latencies: Latencies) -> Run {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let fleet_instances = instances(n);
+    let sim = SimFleet::new(fleet_instances.clone(), latencies, start);
+    let clock = SimClock::starting_at(start);
+    let targets: Vec<Target> = fleet_instances
+        .iter()
+        .map(|i| Target {
+            instance_id: i.id.clone(),
+            container_instance_arn: sim.container_instance_arn(&i.id),
+            availability_zone: i.availability_zone.clone(),
+            platform: i.platform,
+        })
+        .collect();
+    let config = RolloutConfig {
+        waves: policy,
+        ..RolloutConfig::default()
+    };
+    let began = tokio::time::Instant::now();
+    let outcome = roll(
+        &sim,
+        &clock,
+        sim.cluster(),
+        targets,
+        Vec::new(),
+        &config,
+        &mut |_| {},
+    )
+    .await;
+    Run {
+        makespan: began.elapsed(),
+        requests: sim.request_counts().values().sum(),
+        done: outcome.count("done"),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    tokio::time::pause();
+    let latencies = Latencies::default();
+    let per_wave = latencies.delivery + latencies.restart + latencies.reconnect;
+    println!("| instances | waves (bound) | makespan | lower bound | ratio | requests/instance | one at a time | peak RSS |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for n in [100usize, 1000, 5000] {
+        let policy = WavePolicy {
+            max_unavailable: MaxUnavailable::Percent(10),
+            canary: 1,
+            by_az: false,
+        };
+        let width = policy.max_unavailable.resolve(n);
+        let waves = 1 + (n - 1).div_ceil(width);
+        let bound = per_wave * waves as u32;
+        let rolled = run(n, policy, latencies).await;
+        assert_eq!(rolled.done, n, "every instance must end done");
+        let manual = run(
+            n,
+            WavePolicy {
+                max_unavailable: MaxUnavailable::Count(1),
+                canary: 0,
+                by_az: false,
+            },
+            latencies,
+        )
+        .await;
+        println!(
+            "| {n} | {waves} | {:.0} s | {:.0} s | {:.2} | {:.2} | {:.0} s ({:.0}× longer) | {:.1} MiB |",
+            rolled.makespan.as_secs_f64(),
+            bound.as_secs_f64(),
+            rolled.makespan.as_secs_f64() / bound.as_secs_f64(),
+            rolled.requests as f64 / n as f64,
+            manual.makespan.as_secs_f64(),
+            manual.makespan.as_secs_f64() / rolled.makespan.as_secs_f64(),
+            peak_rss_mib(),
+        );
+    }
+}
