@@ -88,6 +88,14 @@ pub trait Fleet {
         command: &CommandId,
     ) -> impl Future<Output = Result<Vec<Invocation>, FleetError>> + Send;
 
+    /// One instance's whole standard output (up to 24,000 characters): for when the
+    /// listing's 2,500 characters cut the evidence off.
+    fn command_output(
+        &self,
+        command: &CommandId,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<String, FleetError>> + Send;
+
     /// Cancels the command where it has not finished.
     fn cancel(
         &self,

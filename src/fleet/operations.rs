@@ -88,6 +88,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("SSM", "DescribeInstanceInformation", Any),
     restart("SSM", "SendCommand", RunCommand),
     restart("SSM", "ListCommandInvocations", Any),
+    restart("SSM", "GetCommandInvocation", Any),
     restart("SSM", "CancelCommand", Any),
 ];
 

@@ -54,6 +54,9 @@ pub enum Fault {
     FastRestart,
     /// The instance is terminated this long after the fleet was made.
     TerminatedAfter(Duration),
+    /// The script prints 3,000 characters of noise before its evidence, so the
+    /// listing's 2,500 characters cut the evidence off.
+    NoisyOutput,
 }
 
 /// Latencies of the simulated world.
@@ -169,6 +172,8 @@ pub struct SimFleet {
 }
 
 const ACCOUNT: &str = "123456789012";
+/// Characters of output `ListCommandInvocations` returns per invocation.
+const LISTED_OUTPUT: usize = 2500;
 
 impl SimFleet {
     pub fn new(
@@ -373,7 +378,7 @@ impl SimFleet {
         let wait_limit = delivered + request.execution_timeout;
         let ends = match acs {
             Some(at) if at <= wait_limit => {
-                let output = self.evidence(
+                let mut output = self.evidence(
                     instance,
                     true,
                     "none",
@@ -381,6 +386,9 @@ impl SimFleet {
                     sent + up,
                     Some(sent + at),
                 );
+                if instance.has(Fault::NoisyOutput) {
+                    output = format!("{}\n{output}", "noise ".repeat(500));
+                }
                 Some((at, InvocationStatus::Success, output))
             }
             _ => {
@@ -564,8 +572,9 @@ impl Fleet for SimFleet {
                         },
                         String::new(),
                     ),
+                    // ListCommandInvocations returns at most 2,500 characters of output.
                     Some((end, status, output)) if now >= t.sent + *end => {
-                        (status.clone(), output.clone())
+                        (status.clone(), output.chars().take(LISTED_OUTPUT).collect())
                     }
                     _ => (InvocationStatus::Running, String::new()),
                 };
@@ -576,6 +585,26 @@ impl Fleet for SimFleet {
                 }
             })
             .collect())
+    }
+
+    async fn command_output(
+        &self,
+        command: &CommandId,
+        instance_id: &str,
+    ) -> Result<String, FleetError> {
+        let now = self.now();
+        let mut state = self.lock();
+        self.call(&mut state, "ssm:GetCommandInvocation")?;
+        let output = state
+            .commands
+            .get(command)
+            .and_then(|timelines| timelines.get(instance_id))
+            .and_then(|t| match &t.ends {
+                Some((end, _, output)) if now >= t.sent + *end => Some(output.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(output)
     }
 
     async fn cancel(&self, command: &CommandId, instance_ids: &[String]) -> Result<(), FleetError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::script::{parse_evidence, RestartMethod};
+use super::script::{parse_evidence, Evidence, EvidenceError, RestartMethod};
 use super::state::{Event, InstanceState};
 use super::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 use crate::clock::{unix_seconds, Clock};
@@ -18,6 +18,9 @@ use crate::inventory::Platform;
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
 const SEND_BATCH: usize = 50;
+/// `ListCommandInvocations` returns at most 2,500 characters of output; this close to it,
+/// the output may have been cut.
+const TRUNCATED_OUTPUT: usize = 2400;
 /// Attempts for a call AWS throttled (after the SDK's own retries).
 const THROTTLE_ATTEMPTS: u32 = 5;
 
@@ -303,6 +306,25 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
     }
 
+    /// The evidence in a command's output; when the listing cut it off, read the whole
+    /// output (`GetCommandInvocation`) and look again.
+    async fn evidence(
+        &self,
+        command: &CommandId,
+        id: &str,
+        listed: &str,
+    ) -> Result<Result<Evidence, EvidenceError>, FleetError> {
+        match parse_evidence(listed) {
+            Err(EvidenceError::Missing) if listed.chars().count() >= TRUNCATED_OUTPUT => {
+                let whole = self
+                    .patiently(|| self.fleet.command_output(command, id))
+                    .await?;
+                Ok(parse_evidence(&whole))
+            }
+            parsed => Ok(parsed),
+        }
+    }
+
     /// Failed instances whose agent ECS shows disconnected now.
     async fn failed_and_away(&self) -> Result<usize, FleetError> {
         let arns: Vec<String> = self
@@ -449,27 +471,29 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                         .get(id)
                         .map(|i| (&i.status, i.output.as_str()))
                     {
-                        Some((InvocationStatus::Success, output)) => match parse_evidence(output) {
-                            Ok(evidence) if evidence.ok => {
-                                succeeded_at.insert(id.clone(), now);
-                                self.apply(id, Event::CommandSucceeded { evidence });
-                                self.apply(id, Event::AgentState { connected });
+                        Some((InvocationStatus::Success, output)) => {
+                            match self.evidence(command, id, output).await? {
+                                Ok(evidence) if evidence.ok => {
+                                    succeeded_at.insert(id.clone(), now);
+                                    self.apply(id, Event::CommandSucceeded { evidence });
+                                    self.apply(id, Event::AgentState { connected });
+                                }
+                                Ok(evidence) => self.apply(
+                                    id,
+                                    Event::CommandFailed {
+                                        reason: needs_reboot(
+                                            evidence.reason.as_deref().unwrap_or("restart failed"),
+                                        ),
+                                    },
+                                ),
+                                Err(error) => self.apply(
+                                    id,
+                                    Event::CommandFailed {
+                                        reason: needs_reboot(&error.to_string()),
+                                    },
+                                ),
                             }
-                            Ok(evidence) => self.apply(
-                                id,
-                                Event::CommandFailed {
-                                    reason: needs_reboot(
-                                        evidence.reason.as_deref().unwrap_or("restart failed"),
-                                    ),
-                                },
-                            ),
-                            Err(error) => self.apply(
-                                id,
-                                Event::CommandFailed {
-                                    reason: needs_reboot(&error.to_string()),
-                                },
-                            ),
-                        },
+                        }
                         Some((InvocationStatus::Ended { status, details }, output)) => {
                             let on_host = parse_evidence(output).ok().and_then(|e| e.reason);
                             let why = match on_host {

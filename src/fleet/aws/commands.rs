@@ -108,6 +108,27 @@ pub(super) async fn command_results(
         .collect())
 }
 
+pub(super) async fn command_output(
+    fleet: &AwsFleet,
+    command: &CommandId,
+    instance_id: &str,
+) -> Result<String, FleetError> {
+    let output = fleet
+        .ssm
+        .get_command_invocation()
+        .command_id(&command.0)
+        .instance_id(instance_id)
+        .send()
+        .await
+        .map_err(|e| {
+            CallError::from_sdk("ssm:GetCommandInvocation", e).fatal(&fleet.endpoint, instance_id)
+        })?;
+    Ok(output
+        .standard_output_content()
+        .unwrap_or_default()
+        .to_string())
+}
+
 pub(super) async fn cancel(
     fleet: &AwsFleet,
     command: &CommandId,

@@ -128,6 +128,14 @@ impl Fleet for AwsFleet {
         commands::command_results(self, command).await
     }
 
+    async fn command_output(
+        &self,
+        command: &CommandId,
+        instance_id: &str,
+    ) -> Result<String, FleetError> {
+        commands::command_output(self, command, instance_id).await
+    }
+
     async fn cancel(&self, command: &CommandId, instance_ids: &[String]) -> Result<(), FleetError> {
         commands::cancel(self, command, instance_ids).await
     }

@@ -355,3 +355,15 @@ async fn event_times_come_from_the_clock() {
         "restarts take virtual time: {times:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn evidence_cut_off_by_the_listing_is_read_whole() {
+    let instances = vec![SimInstance::healthy("i-noisy", "a").with_fault(Fault::NoisyOutput)];
+    let (outcome, _, sim) = rollout(instances, config(MaxUnavailable::Count(1), 1)).await;
+    assert!(
+        matches!(outcome.states["i-noisy"], InstanceState::Done { .. }),
+        "{:?}",
+        outcome.states
+    );
+    assert_eq!(sim.request_counts()["ssm:GetCommandInvocation"], 1);
+}
