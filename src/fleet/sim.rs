@@ -54,6 +54,12 @@ pub enum Fault {
     FastRestart,
     /// The instance is terminated this long after the fleet was made.
     TerminatedAfter(Duration),
+    /// Tasks start and stop on the instance every 2 seconds, moving the container
+    /// instance's `version` counter without any restart.
+    TaskChurn,
+    /// The restart does nothing: the agent keeps running from before, and the evidence
+    /// says so (its start is before the restart).
+    RestartIneffective,
     /// The script prints 3,000 characters of noise before its evidence, so the
     /// listing's 2,500 characters cut the evidence off.
     NoisyOutput,
@@ -345,6 +351,25 @@ impl SimFleet {
             return Timeline {
                 sent,
                 ends: failed(at, "Failed", "Failed", output),
+                away: None,
+                cancelled: false,
+            };
+        }
+        if instance.has(Fault::RestartIneffective) {
+            // The agent from before the restart still runs: it started long ago.
+            let at = delivered + l.restart;
+            let started = sent.checked_sub(Duration::from_secs(3600)).unwrap_or(sent);
+            let output = self.evidence(
+                instance,
+                true,
+                "none",
+                sent + delivered,
+                started,
+                Some(started),
+            );
+            return Timeline {
+                sent,
+                ends: Some((at, InvocationStatus::Success, output)),
                 away: None,
                 cancelled: false,
             };
@@ -651,6 +676,10 @@ impl Fleet for SimFleet {
             // The latest restart decides; changes count up the version like ECS does.
             let mut connected = true;
             let mut version = 1;
+            if instance.has(Fault::TaskChurn) {
+                let churn = now.duration_since(self.created).as_secs() / 2;
+                version += i64::try_from(churn).unwrap_or(i64::MAX - 1);
+            }
             for timelines in state.commands.values() {
                 let Some(t) = timelines.get(&instance.id) else {
                     continue;

@@ -367,3 +367,23 @@ async fn evidence_cut_off_by_the_listing_is_read_whole() {
     );
     assert_eq!(sim.request_counts()["ssm:GetCommandInvocation"], 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_moving_version_counter_without_a_restart_does_not_count() {
+    // Tasks churn (the version moves) and ECS shows the agent connected, but the agent
+    // never restarted: the instance's evidence decides, and it fails.
+    let instances = vec![SimInstance::healthy("i-stale", "a")
+        .with_fault(Fault::TaskChurn)
+        .with_fault(Fault::RestartIneffective)];
+    let (outcome, _, sim) = rollout(instances, config(MaxUnavailable::Count(1), 1)).await;
+    let InstanceState::Failed { reason } = &outcome.states["i-stale"] else {
+        panic!("{:?}", outcome.states)
+    };
+    assert!(reason.contains("did not restart"), "{reason}");
+    let arn = sim.container_instance_arn("i-stale");
+    let state = sim.agent_states("sim", &[arn]).await.unwrap();
+    assert!(
+        state[0].connected && state[0].version > Some(2),
+        "the counter moved: {state:?}"
+    );
+}
