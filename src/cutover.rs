@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::exit;
 use crate::fleet::{Fleet, FleetError};
 use crate::preflight::{self, PreflightOptions, Severity};
-use crate::report::{self, Colour, OutputFormat, ProgressView, Timings};
+use crate::report::{self, Colour, OutputFormat, ProgressView, SummaryRow, Timings};
 use crate::rollout::plan::{plan, Selection};
 use crate::rollout::run::{roll, RolloutConfig};
 
@@ -127,11 +127,32 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             }
         }
     }
-    let zones: BTreeMap<String, String> = rollout_plan
-        .targets
+    // Every instance's zone and planned action, for the summary table.
+    let mut rows: BTreeMap<String, SummaryRow> = rollout_plan
+        .preset
         .iter()
-        .map(|t| (t.instance_id.clone(), t.availability_zone.clone()))
+        .map(|(id, state)| {
+            let action = if state.name() == "failed" {
+                "reboot"
+            } else {
+                "none"
+            };
+            let zone = inventory
+                .ec2_instances
+                .as_ref()
+                .ok()
+                .and_then(|ec2| ec2.get(id))
+                .map_or_else(|| "-".to_string(), |e| e.availability_zone.clone());
+            (id.clone(), SummaryRow { zone, action })
+        })
         .collect();
+    for target in &rollout_plan.targets {
+        let row = SummaryRow {
+            zone: target.availability_zone.clone(),
+            action: "restart",
+        };
+        rows.insert(target.instance_id.clone(), row);
+    }
     let mut progress =
         human.then(|| ProgressView::new(rollout_plan.targets.len(), console.progress_visible()));
     let mut timings = Timings::default();
@@ -164,7 +185,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     let overridden = if cutover.force { overrides } else { Vec::new() };
     if human {
         console.out(&report::render_summary_human(
-            &outcome, &zones, &timings, &requests, colour,
+            &outcome, &rows, &timings, &requests, colour,
         ));
     } else {
         console.out(&report::render_summary_json(
@@ -267,6 +288,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_human_report_of_a_fixed_run() {
+        let mut fleet_instances = instances(6);
+        fleet_instances[2] = fleet_instances[2].clone().with_fault(Fault::SsmOffline);
+        fleet_instances[4] = fleet_instances[4]
+            .clone()
+            .with_fault(Fault::SlowReconnect(Duration::from_secs(30)));
+        let sim = fleet(fleet_instances);
+        let clock =
+            SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let mut plan = cutover(OutputFormat::Human);
+        plan.assume_yes = true;
+        let mut console = Recorder::default();
+        run(&sim, &clock, &plan, &mut console).await.unwrap();
+        insta::assert_snapshot!(console.out);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn declined_or_unanswerable_prompts_change_nothing() {
         for (answer, expected) in [(Some(false), exit::BLOCKED), (None, exit::USAGE)] {
             let sim = fleet(instances(3));
@@ -281,6 +319,31 @@ mod tests {
             assert_eq!(code, expected);
             assert!(sim.sent_commands().is_empty());
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn selection_by_auto_scaling_group_restarts_only_that_group() {
+        let mut fleet_instances = instances(4);
+        for instance in &mut fleet_instances[..2] {
+            *instance = instance.clone().in_group("blue");
+        }
+        let sim = fleet(fleet_instances);
+        let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+        let mut plan = cutover(OutputFormat::Human);
+        plan.assume_yes = true;
+        plan.selection.asg = Some("blue".into());
+        let mut console = Recorder::default();
+        let code = run(&sim, &clock, &plan, &mut console).await.unwrap();
+        assert_eq!(code, exit::OK, "{}", console.out);
+        assert_eq!(
+            (sim.restarts_sent("i-000"), sim.restarts_sent("i-002")),
+            (1, 0)
+        );
+        assert!(
+            console.out.contains("not in Auto Scaling group blue"),
+            "{}",
+            console.out
+        );
     }
 
     #[tokio::test(start_paused = true)]

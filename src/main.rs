@@ -171,7 +171,10 @@ async fn demo(args: DemoArgs, output: OutputFormat) -> i32 {
     let scale = |d: Duration| d.div_f64(args.speed);
     let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
     let mut instances: Vec<SimInstance> = (0..usize::from(args.instances))
-        .map(|i| SimInstance::healthy(format!("i-0demo{i:05}"), zones[i % zones.len()]))
+        .map(|i| {
+            SimInstance::healthy(format!("i-0demo{i:05}"), zones[i % zones.len()])
+                .in_group("demo-nodes")
+        })
         .collect();
     if args.faults {
         let mut fault = |index: usize, fault: Fault| {

@@ -98,6 +98,9 @@ pub struct SimInstance {
     pub supervisor: Supervisor,
     pub agent_version: String,
     pub status: String,
+    /// The Auto Scaling group that launched it, if any.
+    pub auto_scaling_group: Option<String>,
+    pub running_tasks: i32,
     pub faults: Vec<Fault>,
 }
 
@@ -111,8 +114,15 @@ impl SimInstance {
             supervisor: Supervisor::Systemd,
             agent_version: "1.80.0".into(),
             status: "ACTIVE".into(),
+            auto_scaling_group: None,
+            running_tasks: 2,
             faults: Vec::new(),
         }
+    }
+
+    pub fn in_group(mut self, group: impl Into<String>) -> SimInstance {
+        self.auto_scaling_group = Some(group.into());
+        self
     }
 
     pub fn with_fault(mut self, fault: Fault) -> SimInstance {
@@ -474,7 +484,7 @@ impl SimFleet {
             agent_connected: true,
             agent_version: Some(instance.agent_version.clone()),
             agent_update_status: None,
-            running_tasks: 0,
+            running_tasks: instance.running_tasks,
             platform: instance.platform,
         }
     }
@@ -507,7 +517,7 @@ impl Fleet for SimFleet {
                     availability_zone: i.availability_zone.clone(),
                     private_ip: None,
                     security_group_ids: vec!["sg-instances".into()],
-                    auto_scaling_group: None,
+                    auto_scaling_group: i.auto_scaling_group.clone(),
                 };
                 (i.id.clone(), instance)
             })

@@ -175,10 +175,18 @@ impl Timings {
     }
 }
 
+/// What the summary table shows of an instance besides its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub zone: String,
+    /// `restart`, `reboot` (needed, not done by this release) or `none`.
+    pub action: &'static str,
+}
+
 /// The summary table and totals, for people.
 pub fn render_summary_human(
     outcome: &Outcome,
-    zones: &BTreeMap<String, String>,
+    rows: &BTreeMap<String, SummaryRow>,
     timings: &Timings,
     requests: &BTreeMap<String, u64>,
     colour: Colour,
@@ -186,8 +194,8 @@ pub fn render_summary_human(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<21} {:<12} {:<8} {:>6}  detail",
-        "instance", "zone", "result", "time"
+        "{:<21} {:<12} {:<8} {:<8} {:>6}  detail",
+        "instance", "zone", "action", "result", "time"
     );
     for (id, state) in &outcome.states {
         let code = match state {
@@ -199,11 +207,13 @@ pub fn render_summary_human(
         let took = timings
             .took(id)
             .map_or_else(|| "-".to_string(), |s| format!("{s}s"));
-        let zone = zones.get(id).map_or("-", String::as_str);
+        let (zone, action) = rows
+            .get(id)
+            .map_or(("-", "-"), |r| (r.zone.as_str(), r.action));
         let result = colour.paint(code, &format!("{:<8}", state.name()));
         let _ = writeln!(
             out,
-            "{id:<21} {zone:<12} {result} {took:>6}  {}",
+            "{id:<21} {zone:<12} {action:<8} {result} {took:>6}  {}",
             reason(state)
         );
     }
