@@ -1,17 +1,14 @@
 //! Acting on agents over AWS: SSM Run Command to restart them, ECS to read their state.
 
 use aws_sdk_ssm::types::CommandInvocationStatus;
-use futures::{stream, StreamExt, TryStreamExt};
 
-use super::{AwsFleet, CallError};
+use super::{describe_container_instances, AwsFleet, CallError};
 use crate::fleet::{
     AgentState, CommandId, FleetError, Invocation, InvocationStatus, RestartRequest,
 };
 use crate::inventory::Platform;
 use crate::rollout::script::{linux_restart_commands, windows_restart_commands};
 
-/// `DescribeContainerInstances` takes at most 100 ARNs.
-const ECS_DESCRIBE_BATCH: usize = 100;
 /// SSM refuses a delivery timeout under 30 seconds.
 const MIN_DELIVERY_TIMEOUT_SECONDS: i32 = 30;
 
@@ -152,41 +149,15 @@ pub(super) async fn agent_states(
     cluster: &str,
     container_instance_arns: &[String],
 ) -> Result<Vec<AgentState>, FleetError> {
-    let batches: Vec<Vec<String>> = container_instance_arns
-        .chunks(ECS_DESCRIBE_BATCH)
-        .map(<[String]>::to_vec)
-        .collect();
-    let described: Vec<Vec<AgentState>> = stream::iter(batches)
-        .map(|batch| async move {
-            let output = fleet
-                .ecs
-                .describe_container_instances()
-                .cluster(cluster)
-                .set_container_instances(Some(batch))
-                .send()
-                .await
-                .map_err(|e| {
-                    CallError::from_sdk("ecs:DescribeContainerInstances", e)
-                        .fatal(&fleet.endpoint, cluster)
-                })?;
-            Ok::<_, FleetError>(
-                output
-                    .container_instances()
-                    .iter()
-                    .map(|ci| AgentState {
-                        container_instance_arn: ci
-                            .container_instance_arn()
-                            .unwrap_or_default()
-                            .to_string(),
-                        connected: ci.agent_connected(),
-                        status: ci.status().map(str::to_string),
-                        version: Some(ci.version()),
-                    })
-                    .collect(),
-            )
+    let (described, _missing) =
+        describe_container_instances(fleet, cluster, container_instance_arns).await?;
+    Ok(described
+        .iter()
+        .map(|ci| AgentState {
+            container_instance_arn: ci.container_instance_arn().unwrap_or_default().to_string(),
+            connected: ci.agent_connected(),
+            status: ci.status().map(str::to_string),
+            version: Some(ci.version()),
         })
-        .buffered(4)
-        .try_collect()
-        .await?;
-    Ok(described.into_iter().flatten().collect())
+        .collect())
 }

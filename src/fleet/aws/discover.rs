@@ -13,7 +13,7 @@ use aws_sdk_ecs::types::DesiredStatus;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::{AwsFleet, CallError};
+use super::{describe_container_instances, AwsFleet, CallError, CONCURRENCY, ECS_DESCRIBE_BATCH};
 use crate::fleet::FleetError;
 use crate::inventory::*;
 
@@ -31,14 +31,10 @@ macro_rules! every_item {
     };
 }
 
-/// `DescribeContainerInstances` and `DescribeTasks` take at most 100 ARNs.
-const ECS_DESCRIBE_BATCH: usize = 100;
 /// EC2 filters take at most 200 values; 100 keeps responses small.
 const EC2_FILTER_BATCH: usize = 100;
 /// `DescribeInstanceInformation` filters take at most 50 instance ids.
 const SSM_FILTER_BATCH: usize = 50;
-/// Concurrent requests per batched read: enough to hide latency, gentle on rate limits.
-const CONCURRENCY: usize = 4;
 
 pub(super) async fn discover(
     fleet: &AwsFleet,
@@ -146,67 +142,36 @@ async fn container_instances(
             CallError::from_sdk("ecs:ListContainerInstances", e)
                 .fatal(&fleet.endpoint, &cluster.name)
         })?;
-    let batches: Vec<Vec<String>> = arns
-        .chunks(ECS_DESCRIBE_BATCH)
-        .map(<[String]>::to_vec)
-        .collect();
-    let described: Vec<(Vec<ContainerInstance>, Vec<DescribeFailure>)> = stream::iter(batches)
-        .map(|batch| async move {
-            let output = fleet
-                .ecs
-                .describe_container_instances()
-                .cluster(&cluster.arn)
-                .set_container_instances(Some(batch))
-                .send()
-                .await
-                .map_err(|e| {
-                    CallError::from_sdk("ecs:DescribeContainerInstances", e)
-                        .fatal(&fleet.endpoint, &cluster.name)
-                })?;
-            let failures = output
-                .failures()
-                .iter()
-                .map(|f| DescribeFailure {
-                    arn: f.arn().unwrap_or_default().to_string(),
-                    reason: f.reason().unwrap_or("unknown").to_string(),
-                })
-                .collect();
-            Ok::<_, FleetError>((
-                output
-                    .container_instances()
+    let (described, failures) = describe_container_instances(fleet, &cluster.arn, &arns).await?;
+    let instances = described
+        .iter()
+        .map(|ci| ContainerInstance {
+            arn: ci.container_instance_arn().unwrap_or_default().to_string(),
+            ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_string(),
+            status: ci.status().unwrap_or_default().to_string(),
+            agent_connected: ci.agent_connected(),
+            agent_version: ci
+                .version_info()
+                .and_then(|v| v.agent_version())
+                .map(str::to_string),
+            agent_update_status: ci.agent_update_status().map(|s| s.as_str().to_string()),
+            running_tasks: ci.running_tasks_count(),
+            platform: Platform::from_os_type(
+                ci.attributes()
                     .iter()
-                    .map(|ci| ContainerInstance {
-                        arn: ci.container_instance_arn().unwrap_or_default().to_string(),
-                        ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_string(),
-                        status: ci.status().unwrap_or_default().to_string(),
-                        agent_connected: ci.agent_connected(),
-                        agent_version: ci
-                            .version_info()
-                            .and_then(|v| v.agent_version())
-                            .map(str::to_string),
-                        agent_update_status: ci
-                            .agent_update_status()
-                            .map(|s| s.as_str().to_string()),
-                        running_tasks: ci.running_tasks_count(),
-                        platform: Platform::from_os_type(
-                            ci.attributes()
-                                .iter()
-                                .find(|a| a.name() == "ecs.os-type")
-                                .and_then(|a| a.value()),
-                        ),
-                    })
-                    .collect(),
-                failures,
-            ))
+                    .find(|a| a.name() == "ecs.os-type")
+                    .and_then(|a| a.value()),
+            ),
         })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
-    let (instances, failures): (Vec<_>, Vec<_>) = described.into_iter().unzip();
-    Ok((
-        instances.into_iter().flatten().collect(),
-        failures.into_iter().flatten().collect(),
-    ))
+        .collect();
+    let failures = failures
+        .iter()
+        .map(|f| DescribeFailure {
+            arn: f.arn().unwrap_or_default().to_string(),
+            reason: f.reason().unwrap_or("unknown").to_string(),
+        })
+        .collect();
+    Ok((instances, failures))
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {

@@ -153,6 +153,59 @@ impl Fleet for AwsFleet {
     }
 }
 
+/// `DescribeContainerInstances` and `DescribeTasks` take at most 100 ARNs.
+pub(super) const ECS_DESCRIBE_BATCH: usize = 100;
+/// Concurrent requests per batched read: enough to hide latency, gentle on rate limits.
+pub(super) const CONCURRENCY: usize = 4;
+
+/// `DescribeContainerInstances` for any number of ARNs, 100 per call, a few at once: the
+/// container instances, and the failures (e.g. MISSING: deregistered meanwhile).
+pub(super) async fn describe_container_instances(
+    fleet: &AwsFleet,
+    cluster: &str,
+    arns: &[String],
+) -> Result<
+    (
+        Vec<aws_sdk_ecs::types::ContainerInstance>,
+        Vec<aws_sdk_ecs::types::Failure>,
+    ),
+    FleetError,
+> {
+    use futures::{stream, StreamExt, TryStreamExt};
+    let batches: Vec<Vec<String>> = arns
+        .chunks(ECS_DESCRIBE_BATCH)
+        .map(<[String]>::to_vec)
+        .collect();
+    let answers: Vec<
+        aws_sdk_ecs::operation::describe_container_instances::DescribeContainerInstancesOutput,
+    > = stream::iter(batches)
+        .map(|batch| async move {
+            fleet
+                .ecs
+                .describe_container_instances()
+                .cluster(cluster)
+                .set_container_instances(Some(batch))
+                .send()
+                .await
+                .map_err(|e| {
+                    CallError::from_sdk("ecs:DescribeContainerInstances", e)
+                        .fatal(&fleet.endpoint, cluster)
+                })
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let instances = answers
+        .iter()
+        .flat_map(|a| a.container_instances().iter().cloned())
+        .collect();
+    let failures = answers
+        .iter()
+        .flat_map(|a| a.failures().iter().cloned())
+        .collect();
+    Ok((instances, failures))
+}
+
 /// What went wrong with one AWS call, before deciding whether it is fatal for the run
 /// ([`FleetError`]) or only leaves one fact unknown ([`Unreadable`]).
 #[derive(Debug, Clone)]
