@@ -90,7 +90,7 @@ impl Default for Latencies {
 }
 
 /// One simulated container instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimInstance {
     pub id: String,
     pub availability_zone: String,
@@ -101,6 +101,8 @@ pub struct SimInstance {
     /// The Auto Scaling group that launched it, if any.
     pub auto_scaling_group: Option<String>,
     pub running_tasks: i32,
+    /// Multiplies this instance's latencies: hosts are not all equally fast.
+    pub pace: f64,
     pub faults: Vec<Fault>,
 }
 
@@ -116,8 +118,14 @@ impl SimInstance {
             status: "ACTIVE".into(),
             auto_scaling_group: None,
             running_tasks: 2,
+            pace: 1.0,
             faults: Vec::new(),
         }
+    }
+
+    pub fn with_pace(mut self, pace: f64) -> SimInstance {
+        self.pace = pace;
+        self
     }
 
     pub fn in_group(mut self, group: impl Into<String>) -> SimInstance {
@@ -324,7 +332,13 @@ impl SimFleet {
         request: &RestartRequest,
         sent: Instant,
     ) -> Timeline {
-        let l = self.latencies;
+        let pace = |d: Duration| d.mul_f64(instance.pace.max(0.0));
+        let l = Latencies {
+            delivery: pace(self.latencies.delivery),
+            restart: pace(self.latencies.restart),
+            reconnect: pace(self.latencies.reconnect),
+            report: pace(self.latencies.report),
+        };
         let failed = |at: Duration, status: &str, details: &str, output: String| {
             Some((
                 at,
