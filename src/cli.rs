@@ -87,7 +87,7 @@ pub struct CutoverArgs {
     pub wave_pause: std::time::Duration,
 
     /// How long an agent may take to restart and reconnect, e.g. 5m
-    #[arg(long, default_value = "5m", value_parser = plan::parse_duration, help_heading = "Rollout")]
+    #[arg(long, default_value = "5m", value_parser = plan::parse_agent_timeout, help_heading = "Rollout")]
     pub agent_timeout: std::time::Duration,
 
     /// How often AWS is read while a wave is in flight

@@ -156,7 +156,6 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     let mut progress =
         human.then(|| ProgressView::new(rollout_plan.targets.len(), console.progress_visible()));
     let mut timings = Timings::default();
-    let mut lines = Vec::new();
     let outcome = roll(
         fleet,
         clock,
@@ -169,17 +168,15 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             if let Some(progress) = progress.as_mut() {
                 progress.on(&event);
             }
+            // Pipelines see each event as it happens.
             if !human {
-                lines.push(report::render_event_json(&event));
+                console.out(&report::render_event_json(&event));
             }
         },
     )
     .await;
     if let Some(progress) = progress {
         progress.finish();
-    }
-    for line in lines {
-        console.out(&line);
     }
     let requests = fleet.request_counts();
     let overridden = if cutover.force { overrides } else { Vec::new() };
@@ -193,6 +190,10 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             &overridden,
             &requests,
         ));
+    }
+    if outcome.aws_error {
+        // The rollout lost AWS: nothing more could be started or followed.
+        return Ok(exit::USAGE);
     }
     let clean =
         outcome.halted.is_none() && outcome.count("failed") == 0 && outcome.count("pending") == 0;

@@ -87,12 +87,26 @@ pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
         .map_or((raw, "s"), |at| raw.split_at(at));
     let value: u64 = number.parse().map_err(|_| bad())?;
     let seconds = match unit {
-        "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        _ => return Err(bad()),
-    };
+        "s" => Some(value),
+        "m" => value.checked_mul(60),
+        "h" => value.checked_mul(3600),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
     Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// `--agent-timeout`: at least 30 seconds (a restart takes longer than that to prove),
+/// at most 48 hours (SSM's longest execution timeout).
+pub fn parse_agent_timeout(raw: &str) -> Result<std::time::Duration, String> {
+    let timeout = parse_duration(raw)?;
+    if (30..=172_800).contains(&timeout.as_secs()) {
+        Ok(timeout)
+    } else {
+        Err(format!(
+            "\"{raw}\" is outside 30s..48h (SSM runs a command for at most 48 hours)"
+        ))
+    }
 }
 
 /// The demo's speed-up: a positive number.
@@ -200,8 +214,12 @@ mod tests {
                 "{raw}"
             );
         }
-        for bad in ["", "m", "5x", "1.5m", "-3s", "5 m"] {
+        for bad in ["", "m", "5x", "1.5m", "-3s", "5 m", "99999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_agent_timeout("5m").is_ok());
+        for bad in ["0s", "10s", "49h"] {
+            assert!(parse_agent_timeout(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_speed("10"), Ok(10.0));
         for bad in ["0", "-1", "nan", "inf", "fast"] {

@@ -24,9 +24,14 @@ pub struct RestartRequest {
     pub method: RestartMethod,
     /// How long SSM may wait to deliver the command (`TimeoutSeconds`).
     pub delivery_timeout: Duration,
-    /// How long the script may run (`executionTimeout`); it waits for the agent within it.
-    pub execution_timeout: Duration,
+    /// How long the script waits for the agent to come back and connect; SSM's
+    /// `executionTimeout` is this plus [`EXECUTION_GRACE`], so the script always ends
+    /// on its own and prints its evidence, even when it gives up.
+    pub script_wait: Duration,
 }
+
+/// Time the script gets beyond its own waits: the restart itself and the checks.
+pub const EXECUTION_GRACE: Duration = Duration::from_secs(60);
 
 /// The id SSM gave a command.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -153,4 +158,10 @@ pub enum FleetError {
 
     #[error("{action} was throttled by AWS on {scope}; retries did not get through")]
     Throttled { action: String, scope: String },
+
+    #[error("{action}: SSM refuses commands for {} (not managed by SSM, or not running)", instance_ids.join(", "))]
+    InvalidInstances {
+        action: String,
+        instance_ids: Vec<String>,
+    },
 }

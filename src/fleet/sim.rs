@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::EXECUTION_GRACE;
 use super::{
     AgentState, CommandId, Fleet, FleetError, Invocation, InvocationStatus, RestartRequest,
 };
@@ -36,7 +37,7 @@ pub enum Supervisor {
 /// Something that goes wrong on one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// SSM does not manage it (or its ping is not Online): commands are never delivered.
+    /// SSM does not manage it (or its ping is not Online): SSM refuses commands for it.
     SsmOffline,
     /// The command is delivered but never runs: it times out undelivered.
     NeverDelivered,
@@ -54,6 +55,8 @@ pub enum Fault {
     FastRestart,
     /// The instance is terminated this long after the fleet was made.
     TerminatedAfter(Duration),
+    /// Someone sets the instance DRAINING this long after the fleet was made.
+    DrainedAfter(Duration),
     /// Tasks start and stop on the instance every 2 seconds, moving the container
     /// instance's `version` counter without any restart.
     TaskChurn,
@@ -152,6 +155,19 @@ impl SimInstance {
             .unwrap_or_default()
     }
 
+    /// The status ECS shows at `elapsed` since the fleet was made.
+    fn status_at(&self, elapsed: Duration) -> String {
+        let drained = self
+            .faults
+            .iter()
+            .any(|f| matches!(f, Fault::DrainedAfter(after) if elapsed >= *after));
+        if drained {
+            "DRAINING".into()
+        } else {
+            self.status.clone()
+        }
+    }
+
     fn terminated_after(&self) -> Option<Duration> {
         self.faults.iter().find_map(|f| match f {
             Fault::TerminatedAfter(after) => Some(*after),
@@ -181,6 +197,7 @@ struct State {
     /// Every Nth call is throttled (0: never).
     throttle_every: u64,
     total_calls: u64,
+    outage_after: Option<u64>,
 }
 
 /// An in-memory cluster; see the module docs.
@@ -219,6 +236,7 @@ impl SimFleet {
                 calls: BTreeMap::new(),
                 throttle_every: 0,
                 total_calls: 0,
+                outage_after: None,
             }),
         }
     }
@@ -226,6 +244,13 @@ impl SimFleet {
     /// Makes every send check that no more than `limit` instances are away at once.
     pub fn with_max_unavailable(mut self, limit: usize) -> SimFleet {
         self.max_unavailable = Some(limit);
+        self
+    }
+
+    /// Every call after the first `n` fails, as when credentials expire or the network
+    /// goes away mid-run.
+    pub fn with_outage_after(self, n: u64) -> SimFleet {
+        self.lock().outage_after = Some(n);
         self
     }
 
@@ -268,6 +293,13 @@ impl SimFleet {
     fn call(&self, state: &mut State, action: &str) -> Result<(), FleetError> {
         *state.calls.entry(action.to_string()).or_default() += 1;
         state.total_calls += 1;
+        if state.outage_after.is_some_and(|n| state.total_calls > n) {
+            return Err(FleetError::Unreachable {
+                endpoint: "the simulated fleet".into(),
+                action: action.into(),
+                reason: "connection refused".into(),
+            });
+        }
         if state.throttle_every > 0 && state.total_calls % state.throttle_every == 0 {
             return Err(FleetError::Throttled {
                 action: action.into(),
@@ -349,7 +381,7 @@ impl SimFleet {
                 output,
             ))
         };
-        if instance.has(Fault::SsmOffline) || instance.has(Fault::NeverDelivered) {
+        if instance.has(Fault::NeverDelivered) {
             let timeout = request.delivery_timeout;
             return Timeline {
                 sent,
@@ -416,7 +448,7 @@ impl SimFleet {
             };
         }
         if instance.has(Fault::CommandTimesOut) {
-            let at = delivered + request.execution_timeout;
+            let at = delivered + request.script_wait + EXECUTION_GRACE;
             return Timeline {
                 sent,
                 ends: failed(at, "TimedOut", "ExecutionTimedOut", String::new()),
@@ -424,7 +456,7 @@ impl SimFleet {
                 cancelled: false,
             };
         }
-        let wait_limit = delivered + request.execution_timeout;
+        let wait_limit = delivered + request.script_wait;
         let ends = match acs {
             Some(at) if at <= wait_limit => {
                 let mut output = self.evidence(
@@ -576,6 +608,25 @@ impl Fleet for SimFleet {
             request.instance_ids.len() <= 50,
             "SendCommand takes at most 50 instance ids"
         );
+        // Like SSM: one instance it cannot command (unmanaged, terminated) fails the call.
+        let refused: Vec<String> = request
+            .instance_ids
+            .iter()
+            .filter(|id| {
+                state
+                    .instances
+                    .iter()
+                    .find(|i| &&i.id == id)
+                    .is_none_or(|i| i.has(Fault::SsmOffline) || self.is_terminated(i, now))
+            })
+            .cloned()
+            .collect();
+        if !refused.is_empty() {
+            return Err(FleetError::InvalidInstances {
+                action: "ssm:SendCommand".into(),
+                instance_ids: refused,
+            });
+        }
         let id = CommandId(format!("sim-command-{}", state.next_command));
         state.next_command += 1;
         let timelines: BTreeMap<String, Timeline> = request
@@ -694,7 +745,17 @@ impl Fleet for SimFleet {
         let mut answer = Vec::new();
         for instance in &state.instances {
             let arn = self.arn(&instance.id);
-            if !container_instance_arns.contains(&arn) || self.is_terminated(instance, now) {
+            if !container_instance_arns.contains(&arn) {
+                continue;
+            }
+            if self.is_terminated(instance, now) {
+                // ECS keeps describing a deregistered instance for a while.
+                answer.push(AgentState {
+                    container_instance_arn: arn,
+                    connected: false,
+                    status: Some("INACTIVE".into()),
+                    version: None,
+                });
                 continue;
             }
             // The latest restart decides; changes count up the version like ECS does.
@@ -722,7 +783,7 @@ impl Fleet for SimFleet {
             answer.push(AgentState {
                 container_instance_arn: arn,
                 connected,
-                status: Some(instance.status.clone()),
+                status: Some(instance.status_at(now.duration_since(self.created))),
                 version: Some(version),
             });
         }
@@ -744,7 +805,7 @@ mod tests {
             platform: Platform::Linux,
             method: RestartMethod::Auto,
             delivery_timeout: Duration::from_secs(60),
-            execution_timeout: Duration::from_secs(120),
+            script_wait: Duration::from_secs(120),
         }
     }
 
@@ -790,10 +851,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn faults_shape_the_outcome() {
         let sim = fleet(vec![
-            SimInstance::healthy("i-offline", "a").with_fault(Fault::SsmOffline),
+            SimInstance::healthy("i-offline", "a").with_fault(Fault::NeverDelivered),
             SimInstance::healthy("i-fails", "a").with_fault(Fault::CommandFails),
             SimInstance::healthy("i-lost", "a").with_fault(Fault::NeverReconnects),
+            SimInstance::healthy("i-unmanaged", "a").with_fault(Fault::SsmOffline),
         ]);
+        let refused = sim
+            .send_restart(&request(&["i-fails", "i-unmanaged"]))
+            .await;
+        assert!(
+            matches!(&refused, Err(FleetError::InvalidInstances { instance_ids, .. }) if instance_ids == &["i-unmanaged"]),
+            "SSM refuses the whole batch: {refused:?}"
+        );
         let command = sim
             .send_restart(&request(&["i-offline", "i-fails", "i-lost"]))
             .await
@@ -843,7 +912,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn terminated_instances_disappear_and_throttling_is_an_error() {
+    async fn terminated_instances_turn_inactive_and_throttling_is_an_error() {
         let sim = fleet(vec![SimInstance::healthy("i-1", "a")
             .with_fault(Fault::TerminatedAfter(Duration::from_secs(10)))])
         .with_throttling_every(3);
@@ -856,11 +925,12 @@ mod tests {
             1
         );
         tokio::time::sleep(Duration::from_secs(11)).await;
-        assert!(sim
+        let gone = sim
             .agent_states("sim", std::slice::from_ref(&arn))
             .await
-            .unwrap()
-            .is_empty());
+            .unwrap();
+        assert_eq!(gone[0].status.as_deref(), Some("INACTIVE"));
+        assert!(!gone[0].connected);
         assert!(matches!(
             sim.agent_states("sim", &[arn]).await,
             Err(FleetError::Throttled { .. })

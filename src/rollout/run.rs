@@ -13,7 +13,9 @@ use super::script::{parse_evidence, Evidence, EvidenceError, RestartMethod};
 use super::state::{Event, InstanceState};
 use super::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 use crate::clock::{unix_seconds, Clock};
-use crate::fleet::{CommandId, Fleet, FleetError, InvocationStatus, RestartRequest};
+use crate::fleet::{
+    AgentState, CommandId, Fleet, FleetError, InvocationStatus, RestartRequest, EXECUTION_GRACE,
+};
 use crate::inventory::Platform;
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
@@ -95,6 +97,8 @@ pub struct Outcome {
     pub states: BTreeMap<String, InstanceState>,
     /// Why no more instances were started, if the rollout stopped early.
     pub halted: Option<String>,
+    /// The rollout stopped because AWS failed (not because of an instance).
+    pub aws_error: bool,
     pub waves: usize,
 }
 
@@ -113,6 +117,7 @@ struct Rollout<'a, F, C: ?Sized> {
     states: BTreeMap<String, InstanceState>,
     emit: &'a mut dyn FnMut(RolloutEvent),
     waves_done: usize,
+    aws_error: bool,
 }
 
 /// Restarts `targets` in waves. `preset` are instances already decided (skipped, or
@@ -141,6 +146,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
             .collect(),
         emit,
         waves_done: 0,
+        aws_error: false,
     };
     for (id, state) in preset {
         rollout.set(&id, state);
@@ -157,6 +163,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
     Outcome {
         states: rollout.states,
         halted,
+        aws_error: rollout.aws_error,
         waves,
     }
 }
@@ -250,7 +257,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             // part of the bound until it comes back.
             let still_away = match self.failed_and_away().await {
                 Ok(n) => n,
-                Err(error) => return Some(format!("AWS error: {error}")),
+                Err(error) => {
+                    self.aws_error = true;
+                    return Some(format!("AWS error: {error}"));
+                }
             };
             let room = width.saturating_sub(still_away);
             if room == 0 {
@@ -280,6 +290,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 at,
             });
             if let Err(error) = self.run_wave(&wave.instance_ids).await {
+                self.aws_error = true;
                 return Some(format!("AWS error: {error}"));
             }
             let failed_in_wave = wave
@@ -343,74 +354,179 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         Ok(states.iter().filter(|a| !a.connected).count())
     }
 
-    async fn run_wave(&mut self, members: &[String]) -> Result<(), FleetError> {
-        // The instance list is re-read before each wave: whoever left is gone, not failed.
-        let arns: Vec<String> = members
+    /// What ECS says about these targets now, by container-instance ARN.
+    async fn agents(&self, ids: &[String]) -> Result<BTreeMap<String, AgentState>, FleetError> {
+        let arns: Vec<String> = ids
             .iter()
             .filter_map(|id| self.targets.get(id))
             .map(|t| t.container_instance_arn.clone())
             .collect();
-        let known: BTreeSet<String> = self
+        Ok(self
             .patiently(|| self.fleet.agent_states(self.cluster, &arns))
             .await?
             .into_iter()
-            .map(|a| a.container_instance_arn)
-            .collect();
+            .map(|a| (a.container_instance_arn.clone(), a))
+            .collect())
+    }
+
+    fn agent_of<'m>(
+        &self,
+        agents: &'m BTreeMap<String, AgentState>,
+        id: &str,
+    ) -> Option<&'m AgentState> {
+        let agent = agents.get(&self.targets.get(id)?.container_instance_arn)?;
+        // ECS keeps describing deregistered instances for a while: they are gone too.
+        let gone = matches!(agent.status.as_deref(), Some("INACTIVE" | "DEREGISTERING"));
+        (!gone).then_some(agent)
+    }
+
+    async fn run_wave(&mut self, members: &[String]) -> Result<(), FleetError> {
+        // The instance list is re-read before each wave: whoever left is gone, not failed,
+        // and an instance someone set DRAINING meanwhile is left alone.
+        let agents = self.agents(members).await?;
         let mut by_platform: BTreeMap<Platform, Vec<String>> = BTreeMap::new();
         for id in members {
-            let Some(target) = self.targets.get(id) else {
-                continue;
-            };
-            if known.contains(&target.container_instance_arn) {
-                by_platform
-                    .entry(target.platform)
-                    .or_default()
-                    .push(id.clone());
-            } else {
-                self.apply(
+            match self
+                .agent_of(&agents, id)
+                .map(|a| a.status.as_deref() == Some("DRAINING"))
+            {
+                None => self.apply(
                     id,
                     Event::Vanished {
                         reason: "left the cluster before its wave".into(),
                     },
-                );
+                ),
+                Some(true) => self.apply(
+                    id,
+                    Event::Skip {
+                        reason: "set DRAINING during the run: left alone".into(),
+                    },
+                ),
+                Some(false) => {
+                    if let Some(target) = self.targets.get(id) {
+                        by_platform
+                            .entry(target.platform)
+                            .or_default()
+                            .push(id.clone());
+                    }
+                }
             }
         }
         // instance id → (command, when sent)
         let mut commands: BTreeMap<String, (CommandId, Instant)> = BTreeMap::new();
-        for (platform, ids) in by_platform {
+        let mut failure = None;
+        'send: for (platform, ids) in by_platform {
             for batch in ids.chunks(SEND_BATCH) {
-                let request = RestartRequest {
-                    instance_ids: batch.to_vec(),
-                    platform,
-                    method: self.config.method,
-                    delivery_timeout: self.config.delivery_timeout,
-                    execution_timeout: self.config.agent_timeout,
-                };
-                let command = self.patiently(|| self.fleet.send_restart(&request)).await?;
-                let sent = Instant::now();
-                for id in batch {
-                    commands.insert(id.clone(), (command.clone(), sent));
-                    self.apply(
-                        id,
-                        Event::CommandSent {
-                            command_id: command.0.clone(),
-                        },
-                    );
+                match self.send(platform, batch).await {
+                    Ok(sent) => commands.extend(sent),
+                    Err(error) => {
+                        // Stop starting work (the rest stays pending: not touched); follow
+                        // what is already out.
+                        failure = Some(error);
+                        break 'send;
+                    }
                 }
             }
         }
-        self.follow(commands).await
+        let followed = self.follow(commands).await;
+        match (failure, followed) {
+            (Some(error), _) | (None, Err(error)) => Err(error),
+            (None, Ok(())) => Ok(()),
+        }
     }
 
-    /// Polls the wave's commands and agents until every member is final.
+    /// Sends one batch. SSM refuses a whole batch when one instance is not in a state to
+    /// take commands (unmanaged, stopped, terminated): those fail, the rest go again.
+    async fn send(
+        &mut self,
+        platform: Platform,
+        batch: &[String],
+    ) -> Result<BTreeMap<String, (CommandId, Instant)>, FleetError> {
+        let mut ids = batch.to_vec();
+        for _ in 0..2 {
+            if ids.is_empty() {
+                break;
+            }
+            let request = RestartRequest {
+                instance_ids: ids.clone(),
+                platform,
+                method: self.config.method,
+                delivery_timeout: self.config.delivery_timeout,
+                script_wait: self.config.agent_timeout,
+            };
+            match self.patiently(|| self.fleet.send_restart(&request)).await {
+                Ok(command) => {
+                    let sent = Instant::now();
+                    let mut commands = BTreeMap::new();
+                    for id in &ids {
+                        commands.insert(id.clone(), (command.clone(), sent));
+                        self.apply(
+                            id,
+                            Event::CommandSent {
+                                command_id: command.0.clone(),
+                            },
+                        );
+                    }
+                    return Ok(commands);
+                }
+                Err(FleetError::InvalidInstances { instance_ids, .. })
+                    if instance_ids.iter().any(|bad| ids.contains(bad)) =>
+                {
+                    for bad in &instance_ids {
+                        let reason = needs_reboot(
+                            "SSM refuses commands for it (not managed, or not running)",
+                        );
+                        self.apply(bad, Event::Refused { reason });
+                    }
+                    ids.retain(|id| !instance_ids.contains(id));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(BTreeMap::new())
+    }
+
+    /// Polls the wave's commands and agents until every member is final. If AWS stops
+    /// answering, the commands still out are cancelled (best effort) and their instances
+    /// failed: nothing is left looking as if it were being followed.
     async fn follow(
         &mut self,
         commands: BTreeMap<String, (CommandId, Instant)>,
     ) -> Result<(), FleetError> {
+        let result = self.poll_until_final(&commands).await;
+        if let Err(error) = &result {
+            let open: Vec<String> = commands
+                .keys()
+                .filter(|id| {
+                    self.states
+                        .get(*id)
+                        .is_some_and(InstanceState::is_in_flight)
+                })
+                .cloned()
+                .collect();
+            for id in &open {
+                if let Some((command, _)) = commands.get(id) {
+                    let _ = self.fleet.cancel(command, std::slice::from_ref(id)).await;
+                }
+                let reason = needs_reboot(&format!(
+                    "lost contact with AWS while following the restart: {error}"
+                ));
+                self.apply(id, Event::Abandoned { reason });
+            }
+        }
+        result
+    }
+
+    async fn poll_until_final(
+        &mut self,
+        commands: &BTreeMap<String, (CommandId, Instant)>,
+    ) -> Result<(), FleetError> {
         // A command ends on its own by delivery + execution timeout; past that (and a
         // grace for SSM to report) it is cancelled and the instance given up.
-        let command_deadline =
-            self.config.delivery_timeout + self.config.agent_timeout + Duration::from_secs(30);
+        let command_deadline = self.config.delivery_timeout
+            + self.config.agent_timeout
+            + EXECUTION_GRACE
+            + Duration::from_secs(30);
         let mut succeeded_at: BTreeMap<String, Instant> = BTreeMap::new();
         loop {
             let in_flight: Vec<String> = commands
@@ -427,17 +543,6 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             }
             tokio::time::sleep(self.config.poll_interval).await;
             let now = Instant::now();
-            let arns: Vec<String> = in_flight
-                .iter()
-                .filter_map(|id| self.targets.get(id))
-                .map(|t| t.container_instance_arn.clone())
-                .collect();
-            let agents: BTreeMap<String, bool> = self
-                .patiently(|| self.fleet.agent_states(self.cluster, &arns))
-                .await?
-                .into_iter()
-                .map(|a| (a.container_instance_arn, a.connected))
-                .collect();
             let running: BTreeSet<&CommandId> = in_flight
                 .iter()
                 .filter(|id| matches!(self.states.get(*id), Some(InstanceState::Restarting { .. })))
@@ -452,11 +557,16 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     results.insert(invocation.instance_id.clone(), invocation);
                 }
             }
+            // Read ECS after the commands: an agent seen connected here was seen so after
+            // its restart finished, never from before it.
+            let agents = self.agents(&in_flight).await?;
             for id in &in_flight {
-                let Some(target) = self.targets.get(id) else {
-                    continue;
-                };
-                let Some(connected) = agents.get(&target.container_instance_arn).copied() else {
+                let (command, sent) = &commands[id];
+                let Some(connected) = self.agent_of(&agents, id).map(|a| a.connected) else {
+                    if matches!(self.states.get(id), Some(InstanceState::Restarting { .. })) {
+                        // Best effort: do not leave the command queued for a gone host.
+                        let _ = self.fleet.cancel(command, std::slice::from_ref(id)).await;
+                    }
                     self.apply(
                         id,
                         Event::Vanished {
@@ -465,7 +575,6 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     );
                     continue;
                 };
-                let (command, sent) = &commands[id];
                 match self.states.get(id) {
                     Some(InstanceState::Restarting { .. }) => match results
                         .get(id)

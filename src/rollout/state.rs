@@ -62,6 +62,11 @@ pub enum Event {
     Vanished { reason: String },
     /// Not to be touched (excluded, out of scope, already done, draining…).
     Skip { reason: String },
+    /// SSM refused to take the command for it: it needs a reboot instead.
+    Refused { reason: String },
+    /// The tool lost track of the restart (AWS stopped answering); it was cancelled where
+    /// it could be.
+    Abandoned { reason: String },
 }
 
 /// An event that makes no sense in the current state: a bug in the orchestrator.
@@ -113,6 +118,11 @@ impl InstanceState {
         let next = match (self, event) {
             (S::Pending, Event::CommandSent { command_id }) => S::Restarting { command_id },
             (S::Pending, Event::Skip { reason }) => S::Skipped { reason },
+            (S::Pending, Event::Refused { reason }) => S::Failed { reason },
+            (
+                S::Restarting { .. } | S::Reconnecting { .. } | S::Verifying { .. },
+                Event::Abandoned { reason },
+            ) => S::Failed { reason },
             (S::Restarting { command_id }, Event::CommandSucceeded { evidence }) => {
                 S::Reconnecting {
                     command_id,
@@ -315,6 +325,38 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn refused_and_abandoned_instances_fail() {
+        let refused = InstanceState::Pending
+            .on(Event::Refused {
+                reason: "needs reboot: x".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            refused,
+            InstanceState::Failed {
+                reason: "needs reboot: x".into()
+            }
+        );
+        let abandoned = InstanceState::Pending
+            .on(sent())
+            .and_then(|s| {
+                s.on(Event::Abandoned {
+                    reason: "lost".into(),
+                })
+            })
+            .unwrap();
+        assert_eq!(
+            abandoned,
+            InstanceState::Failed {
+                reason: "lost".into()
+            }
+        );
+        assert!(InstanceState::Pending
+            .on(Event::Abandoned { reason: "x".into() })
+            .is_err());
     }
 
     #[test]

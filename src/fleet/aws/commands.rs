@@ -5,6 +5,7 @@ use aws_sdk_ssm::types::CommandInvocationStatus;
 use super::{describe_container_instances, AwsFleet, CallError};
 use crate::fleet::{
     AgentState, CommandId, FleetError, Invocation, InvocationStatus, RestartRequest,
+    EXECUTION_GRACE,
 };
 use crate::inventory::Platform;
 use crate::rollout::script::{linux_restart_commands, windows_restart_commands};
@@ -20,11 +21,11 @@ pub(super) async fn send_restart(
     let (document, commands) = match request.platform {
         Platform::Linux => (
             "AWS-RunShellScript",
-            linux_restart_commands(request.method, request.execution_timeout),
+            linux_restart_commands(request.method, request.script_wait),
         ),
         Platform::Windows => (
             "AWS-RunPowerShellScript",
-            windows_restart_commands(request.execution_timeout),
+            windows_restart_commands(request.script_wait),
         ),
     };
     let delivery = i32::try_from(request.delivery_timeout.as_secs())
@@ -38,7 +39,9 @@ pub(super) async fn send_restart(
         .parameters("commands", vec![commands])
         .parameters(
             "executionTimeout",
-            vec![request.execution_timeout.as_secs().to_string()],
+            vec![(request.script_wait + EXECUTION_GRACE)
+                .as_secs()
+                .to_string()],
         )
         .timeout_seconds(delivery)
         // Every instance is judged on its own: never let SSM stop delivering on errors.

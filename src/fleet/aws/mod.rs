@@ -206,6 +206,19 @@ pub(super) async fn describe_container_instances(
     Ok((instances, failures))
 }
 
+/// The instance ids an SSM error message names, e.g. "Instances [[i-0abc, i-0def]] not
+/// in a valid state for account …".
+fn instance_ids_in(message: &str) -> Vec<String> {
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|word| {
+            let id = word.strip_prefix("i-").or_else(|| word.strip_prefix("mi-"));
+            id.is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// What went wrong with one AWS call, before deciding whether it is fatal for the run
 /// ([`FleetError`]) or only leaves one fact unknown ([`Unreadable`]).
 #[derive(Debug, Clone)]
@@ -220,6 +233,8 @@ enum CallErrorKind {
     Unreachable,
     Denied,
     Throttled,
+    /// SSM's `InvalidInstanceId`: some instance of the request cannot take commands.
+    InvalidInstances,
     Other,
 }
 
@@ -267,6 +282,7 @@ impl CallError {
             {
                 CallErrorKind::Throttled
             }
+            _ if error.code() == Some("InvalidInstanceId") => CallErrorKind::InvalidInstances,
             _ => CallErrorKind::Other,
         };
         let reason = match (error.code(), error.message()) {
@@ -296,6 +312,10 @@ impl CallError {
                 reason,
             },
             CallErrorKind::Throttled => FleetError::Throttled { action, scope },
+            CallErrorKind::InvalidInstances => FleetError::InvalidInstances {
+                action,
+                instance_ids: instance_ids_in(&reason),
+            },
             CallErrorKind::Other => FleetError::Aws {
                 action,
                 scope,
@@ -311,5 +331,20 @@ impl CallError {
             scope: scope.to_string(),
             error: self.reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_ids_in;
+
+    #[test]
+    fn instance_ids_are_read_from_ssm_messages() {
+        let message = "InvalidInstanceId: Instances [[i-0abc123, i-0def456]] not in a valid state for account 123456789012";
+        assert_eq!(
+            instance_ids_in(message),
+            vec!["i-0abc123".to_string(), "i-0def456".into()]
+        );
+        assert!(instance_ids_in("InvalidInstanceId: nothing here, i-xyz").is_empty());
     }
 }

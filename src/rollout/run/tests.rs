@@ -209,7 +209,7 @@ async fn a_hung_command_is_cancelled_before_the_instance_is_given_up() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn undeliverable_commands_fail_with_ssm_s_reason() {
+async fn an_instance_ssm_refuses_fails_and_the_rest_of_its_batch_goes_on() {
     let instances = vec![
         SimInstance::healthy("i-offline", "a").with_fault(Fault::SsmOffline),
         SimInstance::healthy("i-ok", "a"),
@@ -220,8 +220,11 @@ async fn undeliverable_commands_fail_with_ssm_s_reason() {
     let InstanceState::Failed { reason } = &outcome.states["i-offline"] else {
         panic!()
     };
-    assert!(reason.contains("DeliveryTimedOut"), "{reason}");
-    assert!(matches!(outcome.states["i-ok"], InstanceState::Done { .. }));
+    assert!(reason.contains("SSM refuses commands"), "{reason}");
+    assert!(
+        matches!(outcome.states["i-ok"], InstanceState::Done { .. }),
+        "the rest of the batch goes on"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -386,4 +389,58 @@ async fn a_moving_version_counter_without_a_restart_does_not_count() {
         state[0].connected && state[0].version > Some(2),
         "the counter moved: {state:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn undelivered_commands_fail_with_ssm_s_reason() {
+    let instances = vec![SimInstance::healthy("i-deaf", "a").with_fault(Fault::NeverDelivered)];
+    let (outcome, _, _) = rollout(instances, config(MaxUnavailable::Count(1), 0)).await;
+    let InstanceState::Failed { reason } = &outcome.states["i-deaf"] else {
+        panic!()
+    };
+    assert!(reason.contains("DeliveryTimedOut"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_set_draining_during_the_run_is_left_alone() {
+    let instances = vec![
+        SimInstance::healthy("i-0", "a"),
+        SimInstance::healthy("i-1", "a").with_fault(Fault::DrainedAfter(Duration::from_secs(1))),
+    ];
+    let (outcome, _, sim) = rollout(instances, config(MaxUnavailable::Count(1), 1)).await;
+    let InstanceState::Skipped { reason } = &outcome.states["i-1"] else {
+        panic!("{:?}", outcome.states)
+    };
+    assert!(reason.contains("DRAINING"), "{reason}");
+    assert_eq!(sim.restarts_sent("i-1"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn losing_aws_mid_wave_fails_what_was_in_flight_and_starts_nothing_more() {
+    let instances = zones(6);
+    // The fleet stops answering after a few calls, mid-wave.
+    let sim = SimFleet::new(instances.clone(), Latencies::default(), start()).with_outage_after(4);
+    let clock = SimClock::starting_at(start());
+    let outcome = roll(
+        &sim,
+        &clock,
+        "sim",
+        targets(&sim, &instances),
+        Vec::new(),
+        &config(MaxUnavailable::Count(2), 1),
+        &mut |_| {},
+    )
+    .await;
+    assert!(outcome.aws_error, "{:?}", outcome.halted);
+    assert!(outcome.halted.as_deref().unwrap().contains("AWS error"));
+    assert!(
+        outcome.states.values().all(|s| !s.is_in_flight()),
+        "nothing left in flight: {:?}",
+        outcome.states
+    );
+    let touched = instances
+        .iter()
+        .filter(|i| sim.restarts_sent(&i.id) > 0)
+        .count();
+    assert_eq!(outcome.count("pending"), instances.len() - touched);
 }
