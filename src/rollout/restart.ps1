@@ -19,9 +19,10 @@ if (-not (Get-Service AmazonECS -ErrorAction SilentlyContinue)) { Fail 'no-amazo
 $restartAt = [DateTimeOffset]::UtcNow.ToUnixTimeSeconds()
 try { Restart-Service AmazonECS -Force } catch { Fail 'restart-command-failed' }
 
-$rounds = [Math]::Max(1, [int]($PrivlinkWait / 2))
+# One budget for all the waiting: SSM's execution timeout leaves a minute beyond it.
+$deadline = (Get-Date).AddSeconds($PrivlinkWait)
 $metadata = $null
-for ($i = 0; $i -lt $rounds -and -not $metadata; $i++) {
+while ((Get-Date) -lt $deadline -and -not $metadata) {
   try { $metadata = Invoke-RestMethod -TimeoutSec 2 http://localhost:51678/v1/metadata } catch { Start-Sleep 2 }
 }
 if (-not $metadata) { Fail 'introspection-api-not-back' }
@@ -32,7 +33,7 @@ if ($process) { $agentStarted = Epoch $process.StartTime }
 if ($agentStarted -lt $restartAt) { Fail 'agent-not-restarted' }
 
 $log = 'C:\ProgramData\Amazon\ECS\log\ecs-agent.log'
-for ($i = 0; $i -lt $rounds -and $acsConnected -eq 0; $i++) {
+while ((Get-Date) -lt $deadline -and $acsConnected -eq 0) {
   $line = Select-String -Path $log -Pattern 'Connected to ACS endpoint' -ErrorAction SilentlyContinue | Select-Object -Last 1
   if ($line -and $line.Line -match 'time=(\S+)') {
     $stamp = Epoch ([DateTime]::Parse($Matches[1]))

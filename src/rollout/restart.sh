@@ -62,7 +62,7 @@ case "${method}" in
     method="${supervisor}"
     ;;
   docker)
-    [ "${supervisor}" = "systemd" ] || [ "${supervisor}" = "upstart" ] && fail "docker-restart-on-supervised-host"
+    { [ "${supervisor}" = "systemd" ] || [ "${supervisor}" = "upstart" ]; } && fail "docker-restart-on-supervised-host"
     [ "${supervisor}" = "docker" ] || fail "no-agent-container"
     ;;
   systemd|upstart)
@@ -81,12 +81,18 @@ case "${method}" in
   docker) docker restart ecs-agent >/dev/null || fail "restart-command-failed" ;;
 esac
 
-# Poll every 2 seconds, counted in rounds so the limit holds whatever the clock does.
+# One budget for all the waiting below: PRIVLINK_WAIT seconds in all (SSM's execution
+# timeout leaves a minute beyond it, so the script always ends itself and reports), polled
+# every 2 seconds, also counted in rounds so the budget holds whatever the clock does.
+deadline=$(( SECONDS + wait_limit ))
 rounds=$(( wait_limit / 2 ))
 [ "${rounds}" -lt 1 ] && rounds=1
+waiting() {
+  [ "${SECONDS}" -lt "${deadline}" ] && [ "${rounds}" -gt 0 ] && rounds=$(( rounds - 1 ))
+}
 
 metadata=""
-for _ in $(seq 1 "${rounds}"); do
+while waiting; do
   metadata="$(curl -sf --max-time 2 http://localhost:51678/v1/metadata 2>/dev/null)" && break
   metadata=""
   sleep 2
@@ -104,15 +110,25 @@ esac
 agent_started="$(agent_start_epoch)" || agent_started=0
 [ "${agent_started:-0}" -ge "${restart_at}" ] || fail "agent-not-restarted"
 
-# The newest "Connected to ACS endpoint" line at or after the agent's start.
-for _ in $(seq 1 "${rounds}"); do
-  line="$(docker logs --since "${agent_started}" ecs-agent 2>&1 | grep 'Connected to ACS endpoint' | tail -n 1)"
-  if [ -n "${line}" ]; then
-    stamp="$(printf '%s' "${line}" | sed -n 's/.*time=\([^ ]*\).*/\1/p')"
-    acs_connected="$(date -u -d "${stamp}" +%s 2>/dev/null || echo 0)"
-    [ "${acs_connected}" -ge "${agent_started}" ] && break
-    acs_connected=0
-  fi
+# The newest "Connected to ACS endpoint" line at or after the agent's start, from the
+# container's log and the agent's log file, in the logfmt (time=…) or JSON ("time":"…")
+# format the agent may be set to write.
+acs_time() {
+  local line stamp newest=0 at
+  for line in "$(docker logs --since "${agent_started}" ecs-agent 2>&1 | grep 'Connected to ACS endpoint' | tail -n 1)" \
+              "$(grep -h 'Connected to ACS endpoint' /var/log/ecs/ecs-agent.log 2>/dev/null | tail -n 1)"; do
+    stamp="$(printf '%s' "${line}" | sed -n -e 's/.*"time": *"\([^"]*\)".*/\1/p' -e 's/.*time=\([^ ]*\).*/\1/p' | head -n 1)"
+    [ -n "${stamp}" ] || continue
+    at="$(date -u -d "${stamp}" +%s 2>/dev/null)" || continue
+    [ "${at}" -gt "${newest}" ] && newest="${at}"
+  done
+  echo "${newest}"
+}
+
+while waiting; do
+  acs_connected="$(acs_time)"
+  [ "${acs_connected}" -ge "${agent_started}" ] && break
+  acs_connected=0
   sleep 2
 done
 [ "${acs_connected}" -gt 0 ] || fail "acs-not-connected"

@@ -254,7 +254,10 @@ esac"#,
       *Running*) [ -f "$STATE/running" ] && echo true || echo false ;;
     esac ;;
   "restart ecs-agent") date -u +%Y-%m-%dT%H:%M:%S.000000000Z > "$STATE/started"; touch "$STATE/running" ;;
-  "logs --since") [ -f "$STATE/no-acs" ] || echo "level=info time=$(cat "$STATE/started") msg=\"Connected to ACS endpoint\"" ;;
+  "logs --since")
+    if [ -f "$STATE/stale-acs" ]; then echo 'level=info time=2020-01-01T00:00:00Z msg="Connected to ACS endpoint"'
+    elif [ -f "$STATE/json-log" ]; then echo "{\"level\":\"info\",\"time\":\"$(cat "$STATE/started")\",\"msg\":\"Connected to ACS endpoint\"}"
+    elif [ ! -f "$STATE/no-acs" ]; then echo "level=info time=$(cat "$STATE/started") msg=\"Connected to ACS endpoint\""; fi ;;
   *) exit 1 ;;
 esac"#,
         ),
@@ -283,7 +286,8 @@ esac"#,
                 write_executable(&bin.join(name), &format!("#!/bin/bash\n{body}\n"));
             }
             for tool in [
-                "bash", "cat", "date", "grep", "sed", "seq", "tail", "tr", "touch", "rm", "printf",
+                "bash", "cat", "date", "grep", "sed", "seq", "tail", "head", "tr", "touch", "rm",
+                "printf",
             ] {
                 if let Some(path) = which(tool) {
                     let _ = std::os::unix::fs::symlink(path, bin.join(tool));
@@ -358,6 +362,18 @@ esac"#,
     }
 
     #[test]
+    fn an_agent_logging_json_is_understood() {
+        let host = FakeHost::new("systemd");
+        host.flag("json-log");
+        let (code, evidence) = host.run(RestartMethod::Auto);
+        assert_eq!(code, 0, "{evidence:?}");
+        assert!(
+            evidence.ok && evidence.acs_connected >= evidence.agent_started,
+            "{evidence:?}"
+        );
+    }
+
+    #[test]
     fn docker_restart_is_refused_on_a_supervised_host() {
         let host = FakeHost::new("systemd");
         let (code, evidence) = host.run(RestartMethod::Docker);
@@ -371,7 +387,7 @@ esac"#,
 
     #[test]
     fn failed_checks_fail_the_restart_with_their_reason() {
-        let cases: [(&str, &str, RestartMethod, &str); 5] = [
+        let cases: [(&str, &str, RestartMethod, &str); 6] = [
             ("none", "", RestartMethod::Auto, "unknown-supervisor"),
             (
                 "systemd",
@@ -380,6 +396,12 @@ esac"#,
                 "introspection-api-not-back",
             ),
             ("docker", "no-acs", RestartMethod::Auto, "acs-not-connected"),
+            (
+                "docker",
+                "stale-acs",
+                RestartMethod::Auto,
+                "acs-not-connected",
+            ),
             (
                 "systemd",
                 "credentials-lost",
