@@ -73,6 +73,7 @@ async fn run(n: usize, policy: WavePolicy, latencies: Latencies) -> Run {
         sim.cluster(),
         targets,
         Vec::new(),
+        Vec::new(),
         &config,
         &mut |_| {},
     )

@@ -162,6 +162,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         &inventory.cluster.name,
         rollout_plan.targets.clone(),
         rollout_plan.preset.clone(),
+        rollout_plan.bystanders.clone(),
         &cutover.rollout,
         &mut |event| {
             timings.record(&event);

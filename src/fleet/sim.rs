@@ -55,6 +55,8 @@ pub enum Fault {
     FastRestart,
     /// The instance is terminated this long after the fleet was made.
     TerminatedAfter(Duration),
+    /// The agent is disconnected from the start and stays so.
+    AgentDown,
     /// Someone sets the instance DRAINING this long after the fleet was made.
     DrainedAfter(Duration),
     /// Tasks start and stop on the instance every 2 seconds, moving the container
@@ -759,7 +761,7 @@ impl Fleet for SimFleet {
                 continue;
             }
             // The latest restart decides; changes count up the version like ECS does.
-            let mut connected = true;
+            let mut connected = !instance.has(Fault::AgentDown);
             let mut version = 1;
             if instance.has(Fault::TaskChurn) {
                 let churn = now.duration_since(self.created).as_secs() / 2;

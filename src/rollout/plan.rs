@@ -31,6 +31,9 @@ pub struct RolloutPlan {
     pub waves: Vec<Wave>,
     /// Blocking findings that stop the run (unless forced).
     pub blocking: Vec<Finding>,
+    /// Container-instance ARNs of the in-scope instances that are not targets: their
+    /// disconnected agents count against `--max-unavailable` too.
+    pub bystanders: Vec<String>,
 }
 
 /// A blocking finding the operator overrode with `--force`, kept in the run's output.
@@ -82,11 +85,19 @@ pub fn plan(
         .filter(|f| f.severity == Severity::Error && !HANDLED_BY_SKIPPING.contains(&f.id))
         .cloned()
         .collect();
+    let bystanders = inventory
+        .container_instances
+        .iter()
+        .filter(|ci| scope_of(ci).is_in_scope())
+        .filter(|ci| !targets.iter().any(|t| t.container_instance_arn == ci.arn))
+        .map(|ci| ci.arn.clone())
+        .collect();
     RolloutPlan {
         waves: plan_waves(&candidates, policy),
         targets,
         preset,
         blocking,
+        bystanders,
     }
 }
 

@@ -118,16 +118,21 @@ struct Rollout<'a, F, C: ?Sized> {
     emit: &'a mut dyn FnMut(RolloutEvent),
     waves_done: usize,
     aws_error: bool,
+    bystanders: Vec<String>,
 }
 
 /// Restarts `targets` in waves. `preset` are instances already decided (skipped, or
 /// failed because SSM cannot reach them); they are reported but never touched.
+/// `bystanders` are the container-instance ARNs of the cluster's other instances: any of
+/// them with its agent disconnected is unavailable too and counts against the bound.
+#[allow(clippy::too_many_arguments)]
 pub async fn roll<F: Fleet, C: Clock + ?Sized>(
     fleet: &F,
     clock: &C,
     cluster: &str,
     targets: Vec<Target>,
     preset: Vec<(String, InstanceState)>,
+    bystanders: Vec<String>,
     config: &RolloutConfig,
     emit: &mut dyn FnMut(RolloutEvent),
 ) -> Outcome {
@@ -147,6 +152,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         emit,
         waves_done: 0,
         aws_error: false,
+        bystanders,
     };
     for (id, state) in preset {
         rollout.set(&id, state);
@@ -265,8 +271,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             let room = width.saturating_sub(still_away);
             if room == 0 {
                 return Some(format!(
-                    "{still_away} failed instance(s) still have their agent disconnected, which uses up \
-                     --max-unavailable {width}"
+                    "{still_away} instance(s) outside the rollout or failed have their agent \
+                     disconnected, which uses up --max-unavailable {width}"
                 ));
             }
             // Re-plan from what is left; only the first wave is a canary.
@@ -336,7 +342,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
     }
 
-    /// Failed instances whose agent ECS shows disconnected now.
+    /// Instances whose agent ECS shows disconnected now, among the failed targets and the
+    /// cluster's other instances: they are unavailable whatever the rollout does.
     async fn failed_and_away(&self) -> Result<usize, FleetError> {
         let arns: Vec<String> = self
             .states
@@ -344,6 +351,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             .filter(|(_, s)| matches!(s, InstanceState::Failed { .. }))
             .filter_map(|(id, _)| self.targets.get(id))
             .map(|t| t.container_instance_arn.clone())
+            .chain(self.bystanders.iter().cloned())
             .collect();
         if arns.is_empty() {
             return Ok(0);

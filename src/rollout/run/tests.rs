@@ -61,6 +61,7 @@ async fn rollout(
         "sim",
         targets(&sim, &instances),
         Vec::new(),
+        Vec::new(),
         &config,
         &mut |e| events.push(e),
     )
@@ -288,6 +289,7 @@ async fn throttling_is_absorbed() {
         "sim",
         targets(&sim, &instances),
         Vec::new(),
+        Vec::new(),
         &config(MaxUnavailable::Count(5), 1),
         &mut |_| {},
     )
@@ -328,6 +330,7 @@ async fn preset_instances_are_reported_and_never_touched() {
         "sim",
         targets(&sim, &instances[..2]),
         preset,
+        Vec::new(),
         &config(MaxUnavailable::Count(1), 1),
         &mut |e| events.push(e),
     )
@@ -427,6 +430,7 @@ async fn losing_aws_mid_wave_fails_what_was_in_flight_and_starts_nothing_more() 
         "sim",
         targets(&sim, &instances),
         Vec::new(),
+        Vec::new(),
         &config(MaxUnavailable::Count(2), 1),
         &mut |_| {},
     )
@@ -443,4 +447,30 @@ async fn losing_aws_mid_wave_fails_what_was_in_flight_and_starts_nothing_more() 
         .filter(|i| sim.restarts_sent(&i.id) > 0)
         .count();
     assert_eq!(outcome.count("pending"), instances.len() - touched);
+}
+
+#[tokio::test(start_paused = true)]
+async fn disconnected_agents_outside_the_rollout_use_up_the_bound() {
+    let mut instances = zones(5);
+    instances[4] = instances[4].clone().with_fault(Fault::AgentDown);
+    let sim = SimFleet::new(instances.clone(), Latencies::default(), start());
+    let clock = SimClock::starting_at(start());
+    let bystander = vec![sim.container_instance_arn(&instances[4].id)];
+    let outcome = roll(
+        &sim,
+        &clock,
+        "sim",
+        targets(&sim, &instances[..4]),
+        Vec::new(),
+        bystander,
+        &config(MaxUnavailable::Count(2), 0),
+        &mut |_| {},
+    )
+    .await;
+    assert_eq!(outcome.count("done"), 4);
+    assert!(
+        sim.sent_commands().iter().all(|c| c.len() == 1),
+        "room for one only: {:?}",
+        sim.sent_commands()
+    );
 }
