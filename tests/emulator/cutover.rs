@@ -177,3 +177,31 @@ async fn without_a_terminal_the_cutover_wants_yes() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("pass --yes"));
     assert!(commands_per_instance(&emulator).is_empty());
 }
+
+#[tokio::test]
+async fn an_instance_ssm_refuses_needs_a_reboot_and_the_others_go_on() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    script_results(&emulator, &scenario, None);
+    let refused = scenario.instances[1].clone();
+    emulator.control("/_privlink/ssm/refuse", &json!({"instanceIds": [refused]}));
+    let output = cutover(&emulator, &["--output", "json", "--max-failures", "1"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for instance in summary["instances"].as_array().unwrap() {
+        if instance["instance_id"] == refused.as_str() {
+            assert_eq!(instance["state"], "failed");
+            assert!(
+                instance["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("SSM refuses commands"),
+                "{instance}"
+            );
+        } else {
+            assert_eq!(instance["state"], "done", "{instance}");
+        }
+    }
+    assert!(!commands_per_instance(&emulator).contains_key(&refused));
+}

@@ -45,6 +45,9 @@ Control routes (no AWS signing; JSON in, 200 JSON out):
        SendCommand. Defaults: Success, empty output, statusDetails = status
        (TimedOut: DeliveryTimedOut), responseCode 0/1/-1. A held invocation is
        InProgress until released; the script stays held for later commands.
+  POST /_privlink/ssm/refuse             {"instanceIds": ["i-1"]}: SendCommand
+       naming one of them fails whole with InvalidInstanceId, as SSM does for
+       instances it cannot command (unmanaged, stopped, terminated).
   POST /_privlink/ssm/release            {"instanceIds": ["i-1"]} releases
        the held invocations those instances have now.
   POST /_privlink/ec2/endpoint-state     {"vpce-1": "pending"} sets the state
@@ -154,6 +157,7 @@ class Emulator:
         self.scripts = {}   # InstanceId -> scripted command result
         self.commands = {}  # CommandId -> recorded command (insertion ordered)
         self.faults = {}    # "ec2:DescribeNetworkAcls" -> {"status", "code", "message"}
+        self.refused = set()  # instance ids SendCommand refuses (InvalidInstanceId)
 
     # ---- WSGI plumbing ---------------------------------------------------
     def __call__(self, environ, start_response):
@@ -279,6 +283,8 @@ class Emulator:
         elif path == "/_privlink/ssm/command-results":
             for iid, script in params.items():
                 self.scripts.setdefault(iid, {}).update(script)
+        elif path == "/_privlink/ssm/refuse":
+            self.refused.update(params.get("instanceIds", []))
         elif path == "/_privlink/ssm/release":
             for rec in self.commands.values():
                 for iid in params.get("instanceIds", []):
@@ -310,6 +316,11 @@ class Emulator:
 
     # ---- SSM: Run Command ------------------------------------------------
     def send_command(self, environ, raw, params):
+        # Like SSM: one instance that cannot take commands fails the whole call.
+        refused = [iid for iid in params.get("InstanceIds", []) if iid in self.refused]
+        if refused:
+            raise AwsError("InvalidInstanceId", f"Instances [[{', '.join(refused)}]] not in a valid state "
+                           "for account 123456789012")
         answer = self.call_moto(environ, raw)
         cmd = answer["Command"]
         requested = params.get("InstanceIds") or [
