@@ -19,6 +19,21 @@ use crate::inventory::*;
 
 /// Sends a paginated request and collects the items of every page; a failure leaves the
 /// fact unreadable, naming the IAM action and the scope.
+/// The same for a request made once per batch of ids (a few batches at once): every item
+/// of every page of every batch.
+macro_rules! every_item_in_batches {
+    ($ids:expr, $size:expr, |$batch:ident| $request:expr, $action:literal, $scope:expr) => {{
+        let batches: Vec<Vec<String>> = $ids.chunks($size).map(<[String]>::to_vec).collect();
+        stream::iter(batches)
+            .map(|$batch| async move { $request.into_paginator().items().send().try_collect().await })
+            .buffered(CONCURRENCY)
+            .try_collect::<Vec<Vec<_>>>()
+            .await
+            .map(|pages| pages.into_iter().flatten().collect::<Vec<_>>())
+            .map_err(|e| CallError::from_sdk($action, e).unreadable($scope))
+    }};
+}
+
 macro_rules! every_item {
     ($request:expr, $action:literal, $scope:expr) => {
         $request
@@ -187,29 +202,19 @@ fn ipv4(raw: Option<&str>) -> Option<Ipv4Addr> {
 
 async fn ec2_instances(fleet: &AwsFleet, ids: &[String]) -> Fact<BTreeMap<String, Ec2Instance>> {
     let scope = format!("{} EC2 instances", ids.len());
-    let batches: Vec<Vec<String>> = ids
-        .chunks(EC2_FILTER_BATCH)
-        .map(<[String]>::to_vec)
-        .collect();
     // A filter, not InstanceIds: an id EC2 no longer knows must not fail the whole call.
-    let reservations: Vec<Vec<aws_sdk_ec2::types::Reservation>> = stream::iter(batches)
-        .map(|batch| async move {
-            fleet
-                .ec2
-                .describe_instances()
-                .filters(filter("instance-id", batch))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-        })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribeInstances", e).unreadable(&scope))?;
+    let reservations: Vec<aws_sdk_ec2::types::Reservation> = every_item_in_batches!(
+        ids,
+        EC2_FILTER_BATCH,
+        |batch| fleet
+            .ec2
+            .describe_instances()
+            .filters(filter("instance-id", batch)),
+        "ec2:DescribeInstances",
+        &scope
+    )?;
     let mut instances = BTreeMap::new();
-    for instance in reservations.iter().flatten().flat_map(|r| r.instances()) {
+    for instance in reservations.iter().flat_map(|r| r.instances()) {
         let (Some(id), Some(vpc_id), Some(subnet_id)) = (
             instance.instance_id(),
             instance.vpc_id(),
@@ -251,37 +256,25 @@ async fn ec2_instances(fleet: &AwsFleet, ids: &[String]) -> Fact<BTreeMap<String
 
 async fn ssm_instances(fleet: &AwsFleet, ids: &[String]) -> Fact<BTreeMap<String, SsmInstance>> {
     let scope = format!("{} EC2 instances", ids.len());
-    let batches: Vec<Vec<String>> = ids
-        .chunks(SSM_FILTER_BATCH)
-        .map(<[String]>::to_vec)
-        .collect();
-    let pages: Vec<Vec<aws_sdk_ssm::types::InstanceInformation>> = stream::iter(batches)
-        .map(|batch| async move {
-            let filter = InstanceInformationStringFilter::builder()
-                .key("InstanceIds")
-                .set_values(Some(batch))
-                .build()
-                .expect("key and values are set");
-            fleet
-                .ssm
-                .describe_instance_information()
-                .filters(filter)
-                .max_results(50)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-        })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await
-        .map_err(|e| {
-            CallError::from_sdk("ssm:DescribeInstanceInformation", e).unreadable(&scope)
-        })?;
+    let pages: Vec<aws_sdk_ssm::types::InstanceInformation> = every_item_in_batches!(
+        ids,
+        SSM_FILTER_BATCH,
+        |batch| fleet
+            .ssm
+            .describe_instance_information()
+            .filters(
+                InstanceInformationStringFilter::builder()
+                    .key("InstanceIds")
+                    .set_values(Some(batch))
+                    .build()
+                    .expect("key and values are set"),
+            )
+            .max_results(50),
+        "ssm:DescribeInstanceInformation",
+        &scope
+    )?;
     Ok(pages
         .into_iter()
-        .flatten()
         .filter_map(|info| {
             let id = info.instance_id()?.to_string();
             let record = SsmInstance {
@@ -698,29 +691,18 @@ async fn endpoint_interfaces(
         .iter()
         .flat_map(|e| e.network_interface_ids.iter().cloned())
         .collect();
-    let batches: Vec<Vec<String>> = ids
-        .chunks(EC2_FILTER_BATCH)
-        .map(<[String]>::to_vec)
-        .collect();
-    let interfaces: Vec<Vec<aws_sdk_ec2::types::NetworkInterface>> = stream::iter(batches)
-        .map(|batch| async move {
-            fleet
-                .ec2
-                .describe_network_interfaces()
-                .filters(filter("network-interface-id", batch))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-        })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await
-        .map_err(|e| CallError::from_sdk("ec2:DescribeNetworkInterfaces", e).unreadable(vpc_id))?;
+    let interfaces: Vec<aws_sdk_ec2::types::NetworkInterface> = every_item_in_batches!(
+        ids,
+        EC2_FILTER_BATCH,
+        |batch| fleet
+            .ec2
+            .describe_network_interfaces()
+            .filters(filter("network-interface-id", batch)),
+        "ec2:DescribeNetworkInterfaces",
+        vpc_id
+    )?;
     Ok(interfaces
         .iter()
-        .flatten()
         .filter_map(|eni| {
             Some(NetworkInterface {
                 id: eni.network_interface_id()?.to_string(),
