@@ -497,21 +497,26 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     /// Polls the wave's commands and agents until every member is final. If AWS stops
     /// answering, the commands still out are cancelled (best effort) and their instances
     /// failed: nothing is left looking as if it were being followed.
+    /// The instances of these commands whose restart is still under way.
+    fn in_flight(&self, commands: &BTreeMap<String, (CommandId, Instant)>) -> Vec<String> {
+        commands
+            .keys()
+            .filter(|id| {
+                self.states
+                    .get(*id)
+                    .is_some_and(InstanceState::is_in_flight)
+            })
+            .cloned()
+            .collect()
+    }
+
     async fn follow(
         &mut self,
         commands: BTreeMap<String, (CommandId, Instant)>,
     ) -> Result<(), FleetError> {
         let result = self.poll_until_final(&commands).await;
         if let Err(error) = &result {
-            let open: Vec<String> = commands
-                .keys()
-                .filter(|id| {
-                    self.states
-                        .get(*id)
-                        .is_some_and(InstanceState::is_in_flight)
-                })
-                .cloned()
-                .collect();
+            let open = self.in_flight(&commands);
             for id in &open {
                 if let Some((command, _)) = commands.get(id) {
                     let _ = self.fleet.cancel(command, std::slice::from_ref(id)).await;
@@ -537,15 +542,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             + Duration::from_secs(30);
         let mut succeeded_at: BTreeMap<String, Instant> = BTreeMap::new();
         loop {
-            let in_flight: Vec<String> = commands
-                .keys()
-                .filter(|id| {
-                    self.states
-                        .get(*id)
-                        .is_some_and(InstanceState::is_in_flight)
-                })
-                .cloned()
-                .collect();
+            let in_flight = self.in_flight(commands);
             if in_flight.is_empty() {
                 return Ok(());
             }
