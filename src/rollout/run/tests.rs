@@ -474,3 +474,20 @@ async fn disconnected_agents_outside_the_rollout_use_up_the_bound() {
         sim.sent_commands()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn waves_are_spaced_by_the_wave_pause() {
+    let mut config = config(MaxUnavailable::Count(1), 1);
+    config.wave_pause = Duration::from_secs(120);
+    let (outcome, events, _) = rollout(zones(3), config).await;
+    assert_eq!(outcome.count("done"), 3);
+    let starts: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            RolloutEvent::WaveStarted { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 3);
+    assert!(starts.windows(2).all(|w| w[1] - w[0] >= 120), "{starts:?}");
+}
