@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use privlink_restart::clock::SimClock;
 use privlink_restart::fleet::sim::{Latencies, SimFleet, SimInstance};
 use privlink_restart::fleet::Fleet;
-use privlink_restart::rollout::run::{roll, RolloutConfig, Target};
+use privlink_restart::rollout::run::{roll, RolloutConfig};
 use privlink_restart::rollout::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 
 /// Instances whose latencies vary from 0.7x to 1.6x the fleet's, from a fixed seed so
@@ -51,17 +51,9 @@ struct Run {
 async fn run(n: usize, policy: WavePolicy, latencies: Latencies) -> Run {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let fleet_instances = instances(n);
-    let sim = SimFleet::new(fleet_instances.clone(), latencies, start);
+    let sim = SimFleet::new(fleet_instances, latencies, start);
     let clock = SimClock::starting_at(start);
-    let targets: Vec<Target> = fleet_instances
-        .iter()
-        .map(|i| Target {
-            instance_id: i.id.clone(),
-            container_instance_arn: sim.container_instance_arn(&i.id),
-            availability_zone: i.availability_zone.clone(),
-            platform: i.platform,
-        })
-        .collect();
+    let targets = sim.targets();
     let config = RolloutConfig {
         waves: policy,
         ..RolloutConfig::default()

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::clock::unix_seconds;
 use crate::inventory::*;
+use crate::rollout::run::Target;
 use crate::rollout::script::{RestartMethod, EVIDENCE_MARKER};
 
 /// How the agent is supervised on a simulated host.
@@ -508,6 +509,24 @@ impl SimFleet {
                 .unwrap_or(0)
         });
         commands.into_iter().map(|(_, ids)| ids).collect()
+    }
+
+    /// The rollout target for one of the fleet's instances.
+    pub fn target(&self, instance_id: &str) -> Option<Target> {
+        let state = self.lock();
+        let instance = state.instances.iter().find(|i| i.id == instance_id)?;
+        Some(Target {
+            instance_id: instance.id.clone(),
+            container_instance_arn: self.arn(&instance.id),
+            availability_zone: instance.availability_zone.clone(),
+            platform: instance.platform,
+        })
+    }
+
+    /// Every instance of the fleet as a rollout target.
+    pub fn targets(&self) -> Vec<Target> {
+        let ids: Vec<String> = self.lock().instances.iter().map(|i| i.id.clone()).collect();
+        ids.iter().filter_map(|id| self.target(id)).collect()
     }
 
     /// The container-instance ARN the fleet gives `instance_id`.

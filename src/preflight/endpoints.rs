@@ -244,6 +244,43 @@ fn why_needed(service: &str) -> &'static str {
     }
 }
 
+/// An endpoint that exists but is not `available`: where to look.
+fn unavailable(
+    id: &'static str,
+    what: &str,
+    region: &str,
+    vpc: &Vpc,
+    endpoint: &VpcEndpoint,
+) -> Finding {
+    Finding::new(
+        id,
+        format!(
+            "{what} {} in {} is {}, not available",
+            endpoint.id, vpc.id, endpoint.state
+        ),
+    )
+    .in_vpc(&vpc.id)
+    .resources([endpoint.id.clone()])
+    .fix(format!(
+        "wait for it or see why: {}",
+        describe_command(region, endpoint)
+    ))
+}
+
+fn describe_command(region: &str, endpoint: &VpcEndpoint) -> String {
+    format!(
+        "aws ec2 describe-vpc-endpoints --region {region} --vpc-endpoint-ids {}",
+        endpoint.id
+    )
+}
+
+fn enable_private_dns_command(region: &str, endpoint: &VpcEndpoint) -> String {
+    format!(
+        "aws ec2 modify-vpc-endpoint --region {region} --vpc-endpoint-id {} --private-dns-enabled",
+        endpoint.id
+    )
+}
+
 fn interface_state(
     region: &str,
     vpc: &Vpc,
@@ -252,18 +289,14 @@ fn interface_state(
     findings: &mut Vec<Finding>,
 ) {
     if !endpoint.is_available() {
-        findings.push(
-            Finding::new(
-                ids::INTERFACE_ENDPOINT_UNAVAILABLE,
-                format!("{service} endpoint {} in {} is {}, not available", endpoint.id, vpc.id, endpoint.state),
-            )
-            .in_vpc(&vpc.id)
-            .resources([endpoint.id.clone()])
-            .fix(format!(
-                "wait for it or see why: aws ec2 describe-vpc-endpoints --region {region} --vpc-endpoint-ids {}",
-                endpoint.id
-            )),
-        );
+        let what = format!("{service} endpoint");
+        findings.push(unavailable(
+            ids::INTERFACE_ENDPOINT_UNAVAILABLE,
+            &what,
+            region,
+            vpc,
+            endpoint,
+        ));
     }
     if !endpoint.private_dns_enabled {
         findings.push(
@@ -276,10 +309,7 @@ fn interface_state(
             )
             .in_vpc(&vpc.id)
             .resources([endpoint.id.clone()])
-            .fix(format!(
-                "aws ec2 modify-vpc-endpoint --region {region} --vpc-endpoint-id {} --private-dns-enabled",
-                endpoint.id
-            )),
+            .fix(enable_private_dns_command(region, endpoint)),
         );
     }
 }
@@ -380,18 +410,13 @@ fn s3_gateway(
         return;
     };
     let Some(target) = available.first() else {
-        findings.push(
-            Finding::new(
-                ids::S3_GATEWAY_UNAVAILABLE,
-                format!("S3 gateway endpoint {} in {} is {}, not available", first.id, vpc.id, first.state),
-            )
-            .in_vpc(&vpc.id)
-            .resources([first.id.clone()])
-            .fix(format!(
-                "wait for it or see why: aws ec2 describe-vpc-endpoints --region {region} --vpc-endpoint-ids {}",
-                first.id
-            )),
-        );
+        findings.push(unavailable(
+            ids::S3_GATEWAY_UNAVAILABLE,
+            "S3 gateway endpoint",
+            region,
+            vpc,
+            first,
+        ));
         return;
     };
     let coverage = S3Coverage::of(&available, tables, hosted);
@@ -498,17 +523,11 @@ pub(crate) fn interface_gap(
         )),
         Some(endpoint) if !endpoint.is_available() => Some((
             format!("{service} ({} is {})", endpoint.id, endpoint.state),
-            format!(
-                "aws ec2 describe-vpc-endpoints --region {region} --vpc-endpoint-ids {}",
-                endpoint.id
-            ),
+            describe_command(region, endpoint),
         )),
         Some(endpoint) if !endpoint.private_dns_enabled => Some((
             format!("{service} ({} has private DNS off)", endpoint.id),
-            format!(
-                "aws ec2 modify-vpc-endpoint --region {region} --vpc-endpoint-id {} --private-dns-enabled",
-                endpoint.id
-            ),
+            enable_private_dns_command(region, endpoint),
         )),
         Some(_) => None,
     }

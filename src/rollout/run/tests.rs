@@ -22,15 +22,31 @@ fn zones(n: usize) -> Vec<SimInstance> {
 }
 
 fn targets(sim: &SimFleet, instances: &[SimInstance]) -> Vec<Target> {
-    instances
-        .iter()
-        .map(|i| Target {
-            instance_id: i.id.clone(),
-            container_instance_arn: sim.container_instance_arn(&i.id),
-            availability_zone: i.availability_zone.clone(),
-            platform: i.platform,
-        })
-        .collect()
+    instances.iter().filter_map(|i| sim.target(&i.id)).collect()
+}
+
+/// Runs a rollout on `sim` with a simulated clock; returns the outcome and the events.
+async fn roll_on(
+    sim: &SimFleet,
+    targets: Vec<Target>,
+    preset: Vec<(String, InstanceState)>,
+    bystanders: Vec<String>,
+    config: &RolloutConfig,
+) -> (Outcome, Vec<RolloutEvent>) {
+    let clock = SimClock::starting_at(start());
+    let mut events = Vec::new();
+    let outcome = roll(
+        sim,
+        &clock,
+        "sim",
+        targets,
+        preset,
+        bystanders,
+        config,
+        &mut |e| events.push(e),
+    )
+    .await;
+    (outcome, events)
 }
 
 fn config(max_unavailable: MaxUnavailable, canary: usize) -> RolloutConfig {
@@ -51,21 +67,8 @@ async fn rollout(
 ) -> (Outcome, Vec<RolloutEvent>, SimFleet) {
     let total = instances.len();
     let limit = config.waves.max_unavailable.resolve(total);
-    let sim =
-        SimFleet::new(instances.clone(), Latencies::default(), start()).with_max_unavailable(limit);
-    let clock = SimClock::starting_at(start());
-    let mut events = Vec::new();
-    let outcome = roll(
-        &sim,
-        &clock,
-        "sim",
-        targets(&sim, &instances),
-        Vec::new(),
-        Vec::new(),
-        &config,
-        &mut |e| events.push(e),
-    )
-    .await;
+    let sim = SimFleet::new(instances, Latencies::default(), start()).with_max_unavailable(limit);
+    let (outcome, events) = roll_on(&sim, sim.targets(), Vec::new(), Vec::new(), &config).await;
     (outcome, events, sim)
 }
 
@@ -282,16 +285,12 @@ async fn throttling_is_absorbed() {
     let sim = SimFleet::new(instances.clone(), Latencies::default(), start())
         .with_max_unavailable(limit)
         .with_throttling_every(4);
-    let clock = SimClock::starting_at(start());
-    let outcome = roll(
+    let (outcome, _) = roll_on(
         &sim,
-        &clock,
-        "sim",
-        targets(&sim, &instances),
+        sim.targets(),
         Vec::new(),
         Vec::new(),
         &config(MaxUnavailable::Count(5), 1),
-        &mut |_| {},
     )
     .await;
     assert_eq!(outcome.halted, None);
@@ -316,23 +315,19 @@ async fn docker_method_is_refused_on_a_supervised_host() {
 async fn preset_instances_are_reported_and_never_touched() {
     let instances = zones(3);
     let sim = SimFleet::new(instances.clone(), Latencies::default(), start());
-    let clock = SimClock::starting_at(start());
     let preset = vec![(
         "i-0002".to_string(),
         InstanceState::Skipped {
             reason: "DRAINING before the run".into(),
         },
     )];
-    let mut events = Vec::new();
-    let outcome = roll(
+    let config = config(MaxUnavailable::Count(1), 1);
+    let (outcome, events) = roll_on(
         &sim,
-        &clock,
-        "sim",
         targets(&sim, &instances[..2]),
         preset,
         Vec::new(),
-        &config(MaxUnavailable::Count(1), 1),
-        &mut |e| events.push(e),
+        &config,
     )
     .await;
     assert_eq!(outcome.count("done"), 2);
@@ -423,16 +418,12 @@ async fn losing_aws_mid_wave_fails_what_was_in_flight_and_starts_nothing_more() 
     let instances = zones(6);
     // The fleet stops answering after a few calls, mid-wave.
     let sim = SimFleet::new(instances.clone(), Latencies::default(), start()).with_outage_after(4);
-    let clock = SimClock::starting_at(start());
-    let outcome = roll(
+    let (outcome, _) = roll_on(
         &sim,
-        &clock,
-        "sim",
-        targets(&sim, &instances),
+        sim.targets(),
         Vec::new(),
         Vec::new(),
         &config(MaxUnavailable::Count(2), 1),
-        &mut |_| {},
     )
     .await;
     assert!(outcome.aws_error, "{:?}", outcome.halted);
@@ -454,17 +445,14 @@ async fn disconnected_agents_outside_the_rollout_use_up_the_bound() {
     let mut instances = zones(5);
     instances[4] = instances[4].clone().with_fault(Fault::AgentDown);
     let sim = SimFleet::new(instances.clone(), Latencies::default(), start());
-    let clock = SimClock::starting_at(start());
     let bystander = vec![sim.container_instance_arn(&instances[4].id)];
-    let outcome = roll(
+    let config = config(MaxUnavailable::Count(2), 0);
+    let (outcome, _) = roll_on(
         &sim,
-        &clock,
-        "sim",
         targets(&sim, &instances[..4]),
         Vec::new(),
         bystander,
-        &config(MaxUnavailable::Count(2), 0),
-        &mut |_| {},
+        &config,
     )
     .await;
     assert_eq!(outcome.count("done"), 4);
