@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod clock;
 pub mod cutover;
+pub mod demo;
 pub mod exit;
 pub mod fleet;
 pub mod iam;

@@ -10,8 +10,8 @@ use clap::Parser;
 use privlink_restart::cli::{Cli, Command, CutoverArgs, DemoArgs, RestartMethodArg};
 use privlink_restart::clock::SystemClock;
 use privlink_restart::cutover::{self, Console, CutoverPlan};
+use privlink_restart::demo::DemoSettings;
 use privlink_restart::fleet::aws::{AwsFleet, AwsSettings};
-use privlink_restart::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
 use privlink_restart::fleet::Fleet;
 use privlink_restart::iam::{self, PolicyScope};
 use privlink_restart::plan::{CheckPlan, IamPolicyPlan};
@@ -20,7 +20,7 @@ use privlink_restart::report::{self, CheckReport, Colour, OutputFormat};
 use privlink_restart::rollout::plan::Selection;
 use privlink_restart::rollout::run::RolloutConfig;
 use privlink_restart::rollout::script::RestartMethod;
-use privlink_restart::rollout::waves::{MaxUnavailable, WavePolicy};
+use privlink_restart::rollout::waves::WavePolicy;
 use privlink_restart::{exit, fleet};
 
 fn main() -> ExitCode {
@@ -168,54 +168,12 @@ async fn cutover_on_aws(aws: AwsSettings, plan: CutoverPlan, verbose: bool) -> i
 
 /// The demo: a simulated cluster in scaled real time, through the same flow.
 async fn demo(args: DemoArgs, output: OutputFormat) -> i32 {
-    let scale = |d: Duration| d.div_f64(args.speed);
-    let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
-    let mut instances: Vec<SimInstance> = (0..usize::from(args.instances))
-        .map(|i| {
-            SimInstance::healthy(format!("i-0demo{i:05}"), zones[i % zones.len()])
-                .in_group("demo-nodes")
-        })
-        .collect();
-    if args.faults {
-        let mut fault = |index: usize, fault: Fault| {
-            if let Some(instance) = instances.get_mut(index) {
-                instance.faults.push(fault);
-            }
-        };
-        fault(3, Fault::SsmOffline);
-        fault(7, Fault::SlowReconnect(scale(Duration::from_secs(40))));
-        fault(11, Fault::TerminatedAfter(scale(Duration::from_secs(45))));
-    }
-    let defaults = Latencies::default();
-    let latencies = Latencies {
-        delivery: scale(defaults.delivery),
-        restart: scale(defaults.restart),
-        reconnect: scale(defaults.reconnect),
-        report: scale(defaults.report),
+    let settings = DemoSettings {
+        instances: usize::from(args.instances),
+        speed: args.speed,
+        faults: args.faults,
     };
-    let sim = SimFleet::new(instances, latencies, SystemTime::now());
-    let defaults = RolloutConfig::default();
-    let plan = CutoverPlan {
-        cluster: sim.cluster().to_string(),
-        preflight: PreflightOptions::default(),
-        selection: Selection::default(),
-        rollout: RolloutConfig {
-            waves: WavePolicy {
-                max_unavailable: MaxUnavailable::Percent(20),
-                canary: 1,
-                by_az: false,
-            },
-            max_failures: 1,
-            agent_timeout: scale(defaults.agent_timeout),
-            delivery_timeout: scale(defaults.delivery_timeout),
-            poll_interval: scale(defaults.poll_interval),
-            ..defaults
-        },
-        dry_run: false,
-        assume_yes: true,
-        force: false,
-        output,
-    };
+    let (sim, plan) = privlink_restart::demo::demo(settings, output, SystemTime::now());
     eprintln!(
         "Demo: a simulated cluster of {} container instances, {}x faster than real time. Nothing leaves this machine.",
         args.instances, args.speed

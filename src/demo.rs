@@ -1,0 +1,142 @@
+//! The demo: a simulated cluster and a cutover plan for it, scaled to run faster than
+//! real time, so a newcomer sees the whole flow without an AWS account.
+
+use std::time::{Duration, SystemTime};
+
+use crate::cutover::CutoverPlan;
+use crate::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
+use crate::preflight::PreflightOptions;
+use crate::report::OutputFormat;
+use crate::rollout::plan::Selection;
+use crate::rollout::run::RolloutConfig;
+use crate::rollout::waves::{MaxUnavailable, WavePolicy};
+
+/// What the demo shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DemoSettings {
+    pub instances: usize,
+    /// How much faster than real time.
+    pub speed: f64,
+    /// Add an instance SSM cannot reach, a slow reconnect and a spot interruption.
+    pub faults: bool,
+}
+
+/// The simulated cluster and the plan to run on it; `start` is the wall-clock start.
+pub fn demo(
+    settings: DemoSettings,
+    output: OutputFormat,
+    start: SystemTime,
+) -> (SimFleet, CutoverPlan) {
+    let scale = |d: Duration| d.div_f64(settings.speed);
+    let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
+    let mut instances: Vec<SimInstance> = (0..settings.instances)
+        .map(|i| {
+            SimInstance::healthy(format!("i-0demo{i:05}"), zones[i % zones.len()])
+                .in_group("demo-nodes")
+        })
+        .collect();
+    if settings.faults {
+        let mut fault = |index: usize, fault: Fault| {
+            if let Some(instance) = instances.get_mut(index) {
+                instance.faults.push(fault);
+            }
+        };
+        fault(3, Fault::SsmOffline);
+        fault(7, Fault::SlowReconnect(scale(Duration::from_secs(40))));
+        fault(11, Fault::TerminatedAfter(scale(Duration::from_secs(45))));
+    }
+    let defaults = Latencies::default();
+    let latencies = Latencies {
+        delivery: scale(defaults.delivery),
+        restart: scale(defaults.restart),
+        reconnect: scale(defaults.reconnect),
+        report: scale(defaults.report),
+    };
+    let sim = SimFleet::new(instances, latencies, start);
+    let defaults = RolloutConfig::default();
+    let plan = CutoverPlan {
+        cluster: sim.cluster().to_string(),
+        preflight: PreflightOptions::default(),
+        selection: Selection::default(),
+        rollout: RolloutConfig {
+            waves: WavePolicy {
+                max_unavailable: MaxUnavailable::Percent(20),
+                canary: 1,
+                by_az: false,
+            },
+            max_failures: 1,
+            agent_timeout: scale(defaults.agent_timeout),
+            delivery_timeout: scale(defaults.delivery_timeout),
+            poll_interval: scale(defaults.poll_interval),
+            ..defaults
+        },
+        dry_run: false,
+        assume_yes: true,
+        force: false,
+        output,
+    };
+    (sim, plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SimClock;
+    use crate::cutover::{run, Console};
+    use crate::exit;
+    use crate::report::Colour;
+
+    struct Quiet(String);
+
+    impl Console for Quiet {
+        fn out(&mut self, text: &str) {
+            self.0.push_str(text);
+        }
+        fn err(&mut self, _text: &str) {}
+        fn confirm(&mut self, _question: &str) -> Option<bool> {
+            None
+        }
+        fn colour(&self) -> Colour {
+            Colour::Off
+        }
+        fn progress_visible(&self) -> bool {
+            false
+        }
+    }
+
+    async fn play(faults: bool) -> (i32, String) {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (sim, plan) = demo(
+            DemoSettings {
+                instances: 24,
+                speed: 10.0,
+                faults,
+            },
+            OutputFormat::Human,
+            start,
+        );
+        let mut console = Quiet(String::new());
+        let code = run(&sim, &SimClock::starting_at(start), &plan, &mut console)
+            .await
+            .unwrap();
+        (code, console.0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_plain_demo_moves_every_agent_without_asking() {
+        let (code, out) = play(false).await;
+        assert_eq!(code, exit::OK, "{out}");
+        assert!(out.contains("24 done, 0 failed"), "{out}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_demo_with_faults_shows_a_reboot_a_slow_agent_and_a_departure() {
+        let (code, out) = play(true).await;
+        assert_eq!(code, exit::BLOCKED, "an instance needs a reboot: {out}");
+        assert!(out.contains("22 done, 1 failed, 1 gone"), "{out}");
+        assert!(
+            out.contains("i-0demo00003") && out.contains("needs reboot"),
+            "{out}"
+        );
+    }
+}
