@@ -205,3 +205,32 @@ async fn an_instance_ssm_refuses_needs_a_reboot_and_the_others_go_on() {
     }
     assert!(!commands_per_instance(&emulator).contains_key(&refused));
 }
+
+#[tokio::test]
+async fn evidence_beyond_the_listed_output_is_read_whole() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    // A chatty host: 3,000 characters before the evidence line, so the 2,500 characters
+    // ListCommandInvocations returns cut it off and the tool must ask GetCommandInvocation.
+    let results: serde_json::Map<String, Value> = scenario
+        .instances
+        .iter()
+        .map(|id| {
+            let output = format!("{}\n{}", "noise ".repeat(500), evidence(true, "none"));
+            (id.clone(), json!({"status": "Success", "output": output}))
+        })
+        .collect();
+    emulator.control("/_privlink/ssm/command-results", &results.into());
+    let output = cutover(&emulator, &["--output", "json"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let reads = summary["requests"]["ssm:GetCommandInvocation"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(
+        reads,
+        scenario.instances.len() as u64,
+        "one whole read per instance: {summary}"
+    );
+}
