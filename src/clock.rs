@@ -2,7 +2,7 @@
 //! later leases and windows), passed in so simulated runs use virtual time. Durations and
 //! timeouts use `tokio::time` directly, which tests pause and advance.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// Where wall-clock time comes from.
 pub trait Clock: Send + Sync {
@@ -34,11 +34,6 @@ impl SimClock {
             origin: tokio::time::Instant::now(),
         }
     }
-
-    /// Virtual time elapsed since the clock was made.
-    pub fn elapsed(&self) -> Duration {
-        self.origin.elapsed()
-    }
 }
 
 impl Clock for SimClock {
@@ -58,6 +53,7 @@ pub fn unix_seconds(time: SystemTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn sim_clock_moves_with_virtual_time_only() {

@@ -197,11 +197,6 @@ impl VpcEndpoint {
             .iter()
             .any(|s| self.state.eq_ignore_ascii_case(s))
     }
-
-    /// Available with private DNS: the service's usual names resolve to it.
-    pub fn is_usable(&self) -> bool {
-        self.is_available() && self.private_dns_enabled
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -109,10 +109,6 @@ impl AwsFleet {
             requests,
         })
     }
-
-    pub fn region(&self) -> &str {
-        &self.region
-    }
 }
 
 impl Fleet for AwsFleet {
