@@ -13,6 +13,7 @@ pub mod exit;
 pub mod fleet;
 pub mod iam;
 pub mod inventory;
+pub mod journal;
 pub mod plan;
 pub mod preflight;
 pub mod report;

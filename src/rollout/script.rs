@@ -59,7 +59,7 @@ pub fn windows_restart_commands(wait: Duration) -> String {
 }
 
 /// What the script saw on the instance; times are Unix seconds on the instance's clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Evidence {
     pub ok: bool,
     /// Why it failed (`unknown-supervisor`, `acs-not-connected`, …); `None` when ok.

@@ -11,12 +11,12 @@
 //! fact is in and the proof is judged. `failed` and `gone` can follow any active state:
 //! an instance that left the cluster (terminated, deregistered) is gone, not failed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::script::Evidence;
 
 /// Where one instance stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum InstanceState {
     Pending,
