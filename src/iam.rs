@@ -60,6 +60,17 @@ impl PolicyScope {
                 format!("arn:{partition}:ssm:{region}::document/AWS-RunPowerShellScript"),
                 format!("arn:{partition}:ec2:{region}:{account}:instance/*"),
             ],
+            ResourceScope::ClusterAndContainerInstances => vec![
+                ecs(format!("cluster/{cluster}")),
+                ecs(format!("container-instance/{cluster}/*")),
+            ],
+            ResourceScope::AutoScalingGroups => vec![format!(
+                "arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"
+            )],
+            ResourceScope::Parameters => vec![format!(
+                "arn:{partition}:ssm:{region}:{account}:parameter{}/*/{cluster}",
+                crate::fleet::PARAMETER_PREFIX
+            )],
         }
     }
 }
@@ -100,10 +111,18 @@ fn sid(purpose: Purpose, scope: ResourceScope) -> &'static str {
         (Purpose::Read, ResourceScope::Tasks) => "ReadTasks",
         (Purpose::Read, ResourceScope::RunCommand) => "ReadRunCommand",
         (Purpose::Restart, ResourceScope::RunCommand) => "RestartAgentsWithRunCommand",
-        (Purpose::Restart, ResourceScope::Any) => "FollowRunCommands",
+        (Purpose::Restart, ResourceScope::Any) => "CutoverWithoutResourceScope",
         (Purpose::Restart, ResourceScope::Cluster) => "RestartCluster",
         (Purpose::Restart, ResourceScope::ContainerInstances) => "RestartContainerInstances",
         (Purpose::Restart, ResourceScope::Tasks) => "RestartTasks",
+        (Purpose::Read, ResourceScope::ClusterAndContainerInstances) => "ReadInstanceRecords",
+        (Purpose::Read, ResourceScope::AutoScalingGroups) => "ReadAutoScalingGroups",
+        (Purpose::Read, ResourceScope::Parameters) => "ReadRunRecords",
+        (Purpose::Restart, ResourceScope::ClusterAndContainerInstances) => {
+            "MarkAndRestoreContainerInstances"
+        }
+        (Purpose::Restart, ResourceScope::AutoScalingGroups) => "HoldAndRestoreAutoScalingGroups",
+        (Purpose::Restart, ResourceScope::Parameters) => "LeaseAndRunRecords",
     }
 }
 

@@ -68,6 +68,9 @@ pub struct ContainerInstance {
     pub running_tasks: i32,
     /// From the `ecs.os-type` attribute.
     pub platform: Platform,
+    /// The tool's own custom attributes (`privlink-restart.*`): done marker, restore
+    /// record.
+    pub marks: BTreeMap<String, String>,
 }
 
 /// The operating system family of a container instance: it picks the SSM document.

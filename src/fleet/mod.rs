@@ -1,6 +1,7 @@
 //! The seam between the tool's logic and the cloud: [`Fleet`] is shaped like the domain
 //! (discover a cluster's inventory, send a restart to instances, read the command's
-//! results, cancel it, read agents' state), not like the SDK. `aws` is the real adapter;
+//! results, cancel it, read agents' state, keep the run's records on AWS, put back what
+//! the tool changed), not like the SDK. `aws` is the real adapter;
 //! `sim` is an in-memory cluster on tokio time for tests, the demo and estimates.
 
 pub mod aws;
@@ -72,6 +73,36 @@ pub struct AgentState {
     pub version: Option<i64>,
 }
 
+/// A small record the tool keeps per cluster in SSM Parameter Store, so every machine
+/// sees it: who holds the cluster (the lease) and which run is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Record {
+    Lease,
+    Run,
+}
+
+impl Record {
+    /// The parameter's name, e.g. `/privlink-restart/lease/prod`.
+    pub fn parameter(self, cluster: &str) -> String {
+        let kind = match self {
+            Record::Lease => "lease",
+            Record::Run => "run",
+        };
+        format!("{PARAMETER_PREFIX}/{kind}/{cluster}")
+    }
+}
+
+/// Where the tool's SSM parameters live (the IAM policy scopes them to it).
+pub const PARAMETER_PREFIX: &str = "/privlink-restart";
+
+/// A custom attribute to set on a container instance, or to remove (`value: None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceMark {
+    pub container_instance_arn: String,
+    pub name: &'static str,
+    pub value: Option<String>,
+}
+
 /// A cluster's fleet of container instances, as the tool sees it.
 pub trait Fleet {
     /// Reads everything preflight and the rollout need about `cluster`. Facts that fail
@@ -114,6 +145,83 @@ pub trait Fleet {
         cluster: &str,
         container_instance_arns: &[String],
     ) -> impl Future<Output = Result<Vec<AgentState>, FleetError>> + Send;
+
+    /// Sets or removes custom attributes on container instances (the done marker, the
+    /// restore record).
+    fn write_instance_marks(
+        &self,
+        cluster: &str,
+        marks: &[InstanceMark],
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// The region's Auto Scaling groups that carry a restore record, with its value.
+    fn group_marks(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, FleetError>> + Send;
+
+    /// Sets the group's restore record, or removes it (`None`).
+    fn write_group_mark(
+        &self,
+        group: &str,
+        value: Option<&str>,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// The record's value, `None` when there is none.
+    fn read_record(
+        &self,
+        cluster: &str,
+        record: Record,
+    ) -> impl Future<Output = Result<Option<String>, FleetError>> + Send;
+
+    /// Writes the record; without `overwrite` only if there is none (atomically: of two
+    /// writers exactly one succeeds). Whether it was written.
+    fn write_record(
+        &self,
+        cluster: &str,
+        record: Record,
+        value: &str,
+        overwrite: bool,
+    ) -> impl Future<Output = Result<bool, FleetError>> + Send;
+
+    /// Removes the record; none there is fine.
+    fn delete_record(
+        &self,
+        cluster: &str,
+        record: Record,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Sets container instances DRAINING, or ACTIVE again.
+    fn set_draining(
+        &self,
+        cluster: &str,
+        container_instance_arns: &[String],
+        draining: bool,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Sets or removes the instances' scale-in protection in their Auto Scaling group.
+    fn set_scale_in_protection(
+        &self,
+        group: &str,
+        instance_ids: &[String],
+        protected: bool,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Suspends or resumes Auto Scaling processes (`HealthCheck`, …) on the group.
+    fn set_processes_suspended(
+        &self,
+        group: &str,
+        processes: &[String],
+        suspended: bool,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Moves instances into Standby (keeping the desired capacity's count of running
+    /// instances) or back into service; an instance already there is left as it is.
+    fn set_standby(
+        &self,
+        group: &str,
+        instance_ids: &[String],
+        standby: bool,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
 
     /// AWS requests sent so far, per IAM action (`ecs:DescribeClusters` → 1).
     fn request_counts(&self) -> BTreeMap<String, u64>;

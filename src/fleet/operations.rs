@@ -15,6 +15,13 @@ pub enum ResourceScope {
     Tasks,
     /// The SSM documents the tool runs and the EC2 instances it runs them on.
     RunCommand,
+    /// The cluster and its container instances (ECS attributes and instance state; the
+    /// Service Authorization Reference is not clear which of the two it checks).
+    ClusterAndContainerInstances,
+    /// `arn:…:autoscaling:R:A:autoScalingGroup:*:autoScalingGroupName/*`.
+    AutoScalingGroups,
+    /// The tool's SSM parameters: `arn:…:ssm:R:A:parameter/privlink-restart/*/NAME`.
+    Parameters,
 }
 
 /// What the tool uses an operation for: reading only, or changing the fleet.
@@ -22,7 +29,8 @@ pub enum ResourceScope {
 pub enum Purpose {
     /// `check` and every other command: discovery.
     Read,
-    /// The cutover: restarting agents and following the restarts.
+    /// The cutover: restarting agents and following the restarts, keeping the run's
+    /// records and putting back what it changed.
     Restart,
 }
 
@@ -40,7 +48,7 @@ pub struct Operation {
 impl Operation {
     /// The IAM action, e.g. `ecs:DescribeClusters`.
     pub fn iam_action(&self) -> String {
-        format!("{}:{}", self.service.to_ascii_lowercase(), self.name)
+        format!("{}:{}", iam_prefix(self.service), self.name)
     }
 }
 
@@ -90,7 +98,31 @@ pub const OPERATIONS: &[Operation] = &[
     restart("SSM", "ListCommandInvocations", Any),
     restart("SSM", "GetCommandInvocation", Any),
     restart("SSM", "CancelCommand", Any),
+    restart("SSM", "GetParameter", Parameters),
+    restart("SSM", "PutParameter", Parameters),
+    restart("SSM", "DeleteParameter", Parameters),
+    restart("ECS", "PutAttributes", ClusterAndContainerInstances),
+    restart("ECS", "DeleteAttributes", ClusterAndContainerInstances),
+    restart(
+        "ECS",
+        "UpdateContainerInstancesState",
+        ClusterAndContainerInstances,
+    ),
+    restart("Auto Scaling", "DescribeTags", Any),
+    restart("Auto Scaling", "DescribeAutoScalingInstances", Any),
+    restart("Auto Scaling", "CreateOrUpdateTags", AutoScalingGroups),
+    restart("Auto Scaling", "DeleteTags", AutoScalingGroups),
+    restart("Auto Scaling", "SetInstanceProtection", AutoScalingGroups),
+    restart("Auto Scaling", "SuspendProcesses", AutoScalingGroups),
+    restart("Auto Scaling", "ResumeProcesses", AutoScalingGroups),
+    restart("Auto Scaling", "EnterStandby", AutoScalingGroups),
+    restart("Auto Scaling", "ExitStandby", AutoScalingGroups),
 ];
+
+/// IAM's prefix for an SDK service name (`Auto Scaling` → `autoscaling`).
+fn iam_prefix(service: &str) -> String {
+    service.to_ascii_lowercase().replace(' ', "")
+}
 
 /// The declared operation with this SDK service and operation name.
 pub fn find(service: &str, name: &str) -> Option<&'static Operation> {
@@ -102,7 +134,7 @@ pub fn find(service: &str, name: &str) -> Option<&'static Operation> {
 /// The IAM action for an SDK operation, declared or not (counters name undeclared ones too).
 pub fn iam_action(service: &str, name: &str) -> String {
     find(service, name).map_or_else(
-        || format!("{}:{name}", service.to_ascii_lowercase()),
+        || format!("{}:{name}", iam_prefix(service)),
         Operation::iam_action,
     )
 }
@@ -133,6 +165,10 @@ mod tests {
         assert_eq!(
             iam_action("AutoScaling", "Undeclared"),
             "autoscaling:Undeclared"
+        );
+        assert_eq!(
+            iam_action("Auto Scaling", "SetInstanceProtection"),
+            "autoscaling:SetInstanceProtection"
         );
         assert_eq!(
             find("ssm", "DescribeInstanceInformation").map(|o| o.scope),

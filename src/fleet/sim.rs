@@ -9,7 +9,9 @@
 //! adapter, and checks its invariant on every send: never more instances away at once
 //! than the limit it was given.
 
-use std::collections::BTreeMap;
+mod records;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +19,8 @@ use tokio::time::Instant;
 
 use super::EXECUTION_GRACE;
 use super::{
-    AgentState, CommandId, Fleet, FleetError, Invocation, InvocationStatus, RestartRequest,
+    AgentState, CommandId, Fleet, FleetError, InstanceMark, Invocation, InvocationStatus, Record,
+    RestartRequest,
 };
 use crate::clock::unix_seconds;
 use crate::inventory::*;
@@ -110,6 +113,12 @@ pub struct SimInstance {
     /// Multiplies this instance's latencies: hosts are not all equally fast.
     pub pace: f64,
     pub faults: Vec<Fault>,
+    /// Custom attributes the tool set (`privlink-restart.*`).
+    pub marks: BTreeMap<String, String>,
+    /// Scale-in protection in its Auto Scaling group.
+    pub protected: bool,
+    /// In Standby in its Auto Scaling group.
+    pub standby: bool,
 }
 
 impl SimInstance {
@@ -126,7 +135,21 @@ impl SimInstance {
             running_tasks: 2,
             pace: 1.0,
             faults: Vec::new(),
+            marks: BTreeMap::new(),
+            protected: false,
+            standby: false,
         }
+    }
+
+    /// With a custom attribute already set, as an earlier run would have left it.
+    pub fn with_mark(mut self, name: &str, value: &str) -> SimInstance {
+        self.marks.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn with_status(mut self, status: &str) -> SimInstance {
+        self.status = status.into();
+        self
     }
 
     pub fn with_pace(mut self, pace: f64) -> SimInstance {
@@ -201,6 +224,19 @@ struct State {
     throttle_every: u64,
     total_calls: u64,
     outage_after: Option<u64>,
+    groups: BTreeMap<String, SimGroup>,
+    /// SSM parameters by name.
+    parameters: BTreeMap<String, String>,
+    /// When each instance was first marked done.
+    marked_done: BTreeMap<String, Instant>,
+}
+
+/// An Auto Scaling group's state as far as the tool touches it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimGroup {
+    pub suspended: BTreeSet<String>,
+    /// The value of the tool's restore-record tag.
+    pub owes_tag: Option<String>,
 }
 
 /// An in-memory cluster; see the module docs.
@@ -240,6 +276,9 @@ impl SimFleet {
                 throttle_every: 0,
                 total_calls: 0,
                 outage_after: None,
+                groups: BTreeMap::new(),
+                parameters: BTreeMap::new(),
+                marked_done: BTreeMap::new(),
             }),
         }
     }
@@ -553,6 +592,7 @@ impl SimFleet {
             agent_update_status: None,
             running_tasks: instance.running_tasks,
             platform: instance.platform,
+            marks: instance.marks.clone(),
         }
     }
 }
@@ -809,6 +849,80 @@ impl Fleet for SimFleet {
             });
         }
         Ok(answer)
+    }
+
+    async fn write_instance_marks(
+        &self,
+        cluster: &str,
+        marks: &[InstanceMark],
+    ) -> Result<(), FleetError> {
+        self.mark_instances(cluster, marks)
+    }
+
+    async fn group_marks(&self) -> Result<BTreeMap<String, String>, FleetError> {
+        self.read_group_marks()
+    }
+
+    async fn write_group_mark(&self, group: &str, value: Option<&str>) -> Result<(), FleetError> {
+        self.mark_group(group, value)
+    }
+
+    async fn read_record(
+        &self,
+        cluster: &str,
+        record: Record,
+    ) -> Result<Option<String>, FleetError> {
+        self.get_parameter(&record.parameter(cluster))
+    }
+
+    async fn write_record(
+        &self,
+        cluster: &str,
+        record: Record,
+        value: &str,
+        overwrite: bool,
+    ) -> Result<bool, FleetError> {
+        self.put_parameter(&record.parameter(cluster), value, overwrite)
+    }
+
+    async fn delete_record(&self, cluster: &str, record: Record) -> Result<(), FleetError> {
+        self.delete_parameter(&record.parameter(cluster))
+    }
+
+    async fn set_draining(
+        &self,
+        cluster: &str,
+        container_instance_arns: &[String],
+        draining: bool,
+    ) -> Result<(), FleetError> {
+        self.update_state(cluster, container_instance_arns, draining)
+    }
+
+    async fn set_scale_in_protection(
+        &self,
+        group: &str,
+        instance_ids: &[String],
+        protected: bool,
+    ) -> Result<(), FleetError> {
+        self.protect(group, instance_ids, protected)
+    }
+
+    async fn set_processes_suspended(
+        &self,
+        group: &str,
+        processes: &[String],
+        suspended: bool,
+    ) -> Result<(), FleetError> {
+        self.suspend(group, processes, suspended)
+    }
+
+    async fn set_standby(
+        &self,
+        group: &str,
+        instance_ids: &[String],
+        standby: bool,
+    ) -> Result<(), FleetError> {
+        self.standby(group, instance_ids, standby)
     }
 
     fn request_counts(&self) -> BTreeMap<String, u64> {

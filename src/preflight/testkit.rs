@@ -44,6 +44,7 @@ pub fn container_instance(instance_id: &str) -> ContainerInstance {
         agent_update_status: None,
         running_tasks: 1,
         platform: Platform::Linux,
+        marks: Default::default(),
     }
 }
 

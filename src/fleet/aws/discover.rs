@@ -136,6 +136,9 @@ fn account_of(arn: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The tool's own container-instance attributes start with this.
+const MARK_PREFIX: &str = "privlink-restart.";
+
 /// The cluster's container instances, and those listed but answered with a failure.
 async fn container_instances(
     fleet: &AwsFleet,
@@ -177,6 +180,12 @@ async fn container_instances(
                     .find(|a| a.name() == "ecs.os-type")
                     .and_then(|a| a.value()),
             ),
+            marks: ci
+                .attributes()
+                .iter()
+                .filter(|a| a.name().starts_with(MARK_PREFIX))
+                .filter_map(|a| Some((a.name().to_string(), a.value()?.to_string())))
+                .collect(),
         })
         .collect();
     let failures = failures

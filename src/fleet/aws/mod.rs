@@ -5,6 +5,7 @@
 mod commands;
 mod counter;
 mod discover;
+mod records;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,7 +19,9 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use self::counter::RequestCounter;
-use super::{AgentState, CommandId, Fleet, FleetError, Invocation, RestartRequest};
+use super::{
+    AgentState, CommandId, Fleet, FleetError, InstanceMark, Invocation, Record, RestartRequest,
+};
 use crate::inventory::{Inventory, Unreadable};
 
 /// How to reach AWS: the standard chain, overridden where the user said so.
@@ -37,6 +40,7 @@ pub struct AwsFleet {
     ecs: aws_sdk_ecs::Client,
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
     region: String,
     /// Where requests go, for error messages.
     endpoint: String,
@@ -100,10 +104,16 @@ impl AwsFleet {
                 .interceptor(requests.clone())
                 .build(),
         );
+        let autoscaling = aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(&config)
+                .interceptor(requests.clone())
+                .build(),
+        );
         Ok(AwsFleet {
             ecs,
             ec2,
             ssm,
+            autoscaling,
             region,
             endpoint,
             requests,
@@ -142,6 +152,80 @@ impl Fleet for AwsFleet {
         container_instance_arns: &[String],
     ) -> Result<Vec<AgentState>, FleetError> {
         commands::agent_states(self, cluster, container_instance_arns).await
+    }
+
+    async fn write_instance_marks(
+        &self,
+        cluster: &str,
+        marks: &[InstanceMark],
+    ) -> Result<(), FleetError> {
+        records::write_instance_marks(self, cluster, marks).await
+    }
+
+    async fn group_marks(&self) -> Result<BTreeMap<String, String>, FleetError> {
+        records::group_marks(self).await
+    }
+
+    async fn write_group_mark(&self, group: &str, value: Option<&str>) -> Result<(), FleetError> {
+        records::write_group_mark(self, group, value).await
+    }
+
+    async fn read_record(
+        &self,
+        cluster: &str,
+        record: Record,
+    ) -> Result<Option<String>, FleetError> {
+        records::read_record(self, cluster, record).await
+    }
+
+    async fn write_record(
+        &self,
+        cluster: &str,
+        record: Record,
+        value: &str,
+        overwrite: bool,
+    ) -> Result<bool, FleetError> {
+        records::write_record(self, cluster, record, value, overwrite).await
+    }
+
+    async fn delete_record(&self, cluster: &str, record: Record) -> Result<(), FleetError> {
+        records::delete_record(self, cluster, record).await
+    }
+
+    async fn set_draining(
+        &self,
+        cluster: &str,
+        container_instance_arns: &[String],
+        draining: bool,
+    ) -> Result<(), FleetError> {
+        records::set_draining(self, cluster, container_instance_arns, draining).await
+    }
+
+    async fn set_scale_in_protection(
+        &self,
+        group: &str,
+        instance_ids: &[String],
+        protected: bool,
+    ) -> Result<(), FleetError> {
+        records::set_scale_in_protection(self, group, instance_ids, protected).await
+    }
+
+    async fn set_processes_suspended(
+        &self,
+        group: &str,
+        processes: &[String],
+        suspended: bool,
+    ) -> Result<(), FleetError> {
+        records::set_processes_suspended(self, group, processes, suspended).await
+    }
+
+    async fn set_standby(
+        &self,
+        group: &str,
+        instance_ids: &[String],
+        standby: bool,
+    ) -> Result<(), FleetError> {
+        records::set_standby(self, group, instance_ids, standby).await
     }
 
     fn request_counts(&self) -> BTreeMap<String, u64> {
