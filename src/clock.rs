@@ -50,6 +50,13 @@ pub fn unix_seconds(time: SystemTime) -> i64 {
     }
 }
 
+/// A Unix time as RFC 3339 in UTC (`2026-11-26T18:03:35Z`), for messages and records.
+pub fn rfc3339(unix: i64) -> String {
+    aws_smithy_types::DateTime::from_secs(unix)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| unix.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +70,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert_eq!(clock.now(), start + Duration::from_secs(3600));
         assert_eq!(unix_seconds(clock.now()), 1_800_003_600);
+    }
+
+    #[test]
+    fn times_print_as_rfc3339_in_utc() {
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
     }
 
     #[test]

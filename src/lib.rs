@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod iam;
 pub mod inventory;
 pub mod journal;
+pub mod lease;
 pub mod plan;
 pub mod preflight;
 pub mod report;

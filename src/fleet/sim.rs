@@ -229,6 +229,8 @@ struct State {
     parameters: BTreeMap<String, String>,
     /// When each instance was first marked done.
     marked_done: BTreeMap<String, Instant>,
+    /// How long an SSM parameter read or write takes, so that racing runs interleave.
+    record_latency: Duration,
 }
 
 /// An Auto Scaling group's state as far as the tool touches it.
@@ -279,6 +281,7 @@ impl SimFleet {
                 groups: BTreeMap::new(),
                 parameters: BTreeMap::new(),
                 marked_done: BTreeMap::new(),
+                record_latency: Duration::ZERO,
             }),
         }
     }
@@ -872,6 +875,7 @@ impl Fleet for SimFleet {
         cluster: &str,
         record: Record,
     ) -> Result<Option<String>, FleetError> {
+        self.record_delay().await;
         self.get_parameter(&record.parameter(cluster))
     }
 
@@ -882,6 +886,7 @@ impl Fleet for SimFleet {
         value: &str,
         overwrite: bool,
     ) -> Result<bool, FleetError> {
+        self.record_delay().await;
         self.put_parameter(&record.parameter(cluster), value, overwrite)
     }
 

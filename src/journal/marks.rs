@@ -62,10 +62,7 @@ impl RunId {
     /// A run id from the start time (Unix seconds) and a number that tells apart runs
     /// started in the same second (the process id).
     pub fn new(started: i64, salt: u32) -> RunId {
-        let time = aws_smithy_types::DateTime::from_secs(started)
-            .fmt(aws_smithy_types::date_time::Format::DateTime)
-            .unwrap_or_default()
-            .replace(['-', ':'], "");
+        let time = crate::clock::rfc3339(started).replace(['-', ':'], "");
         RunId(format!("{time}-{:04x}", salt & 0xffff))
     }
 

@@ -3,6 +3,7 @@
 //! way AWS keeps them, so a run that crashed and a run that resumes see the same world.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -11,6 +12,20 @@ use crate::fleet::{FleetError, InstanceMark};
 use crate::journal::marks::DONE_ATTRIBUTE;
 
 impl SimFleet {
+    /// Every SSM parameter read and write takes `latency` (the answer reflects the state
+    /// at its end), so runs racing for the lease interleave as they would on AWS.
+    pub fn with_record_latency(self, latency: Duration) -> SimFleet {
+        self.lock().record_latency = latency;
+        self
+    }
+
+    pub(super) async fn record_delay(&self) {
+        let latency = self.lock().record_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
     /// The instance's custom attributes now.
     pub fn marks(&self, instance_id: &str) -> BTreeMap<String, String> {
         self.lock()
