@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use privlink_restart::clock::SimClock;
 use privlink_restart::fleet::sim::{Latencies, SimFleet, SimInstance};
 use privlink_restart::fleet::Fleet;
-use privlink_restart::rollout::run::{roll, RolloutConfig};
+use privlink_restart::journal::marks::RunId;
+use privlink_restart::rollout::run::{roll, RolloutConfig, RolloutInput};
 use privlink_restart::rollout::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 
 /// Instances whose latencies vary from 0.7x to 1.6x the fleet's, from a fixed seed so
@@ -59,17 +60,14 @@ async fn run(n: usize, policy: WavePolicy, latencies: Latencies) -> Run {
         ..RolloutConfig::default()
     };
     let began = tokio::time::Instant::now();
-    let outcome = roll(
-        &sim,
-        &clock,
-        sim.cluster(),
+    let input = RolloutInput {
+        cluster: sim.cluster().to_string(),
+        run: RunId::new(1_800_000_000, 1),
         targets,
-        Vec::new(),
-        Vec::new(),
-        &config,
-        &mut |_| {},
-    )
-    .await;
+        preset: Vec::new(),
+        bystanders: Vec::new(),
+    };
+    let outcome = roll(&sim, &clock, input, &config, &mut |_| {}).await;
     Run {
         makespan: began.elapsed(),
         requests: sim.request_counts().values().sum(),

@@ -15,9 +15,12 @@ use crate::report::OutputFormat;
         every ECS agent still talks to ECS over its old public path until it restarts. \
         `privlink-restart --cluster NAME` checks the cluster, shows the plan, asks, then restarts \
         the agents over SSM Run Command in waves and proves each restart from the instance. \
-        `check` only checks; `demo` shows the whole flow on a simulated cluster.",
+        `check` only checks; `status` shows the last run; `demo` shows the whole flow on a \
+        simulated cluster. A run can be interrupted at any moment and resumed with --resume, \
+        from this machine or another.",
     after_help = "Exit codes: 0 done or ready; 1 blocking findings, or instances failed or not moved; \
-        2 usage, configuration or AWS access error.",
+        2 usage, configuration or AWS access error; 3 stopped early and resumable (interrupt, \
+        lease lost); 4 another run holds the cluster; 130 a second Ctrl-C.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -31,6 +34,15 @@ pub struct Cli {
     /// Also print the AWS requests made, per action, at the end (on stderr)
     #[arg(short, long, global = true, help_heading = "Output")]
     pub verbose: bool,
+
+    /// Where journals are kept [default: $XDG_STATE_HOME/privlink-restart, else ~/.local/state/privlink-restart]
+    #[arg(
+        long,
+        global = true,
+        env = "PRIVLINK_RESTART_STATE_DIR",
+        help_heading = "Durability"
+    )]
+    pub state_dir: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     pub cutover: CutoverArgs,
@@ -57,6 +69,22 @@ pub struct CutoverArgs {
     /// Run despite blocking findings; each overridden finding id is named in the output
     #[arg(long, help_heading = "Safety")]
     pub force: bool,
+
+    /// Finish an unfinished earlier run (put back what it owes, skip what it did) without asking
+    #[arg(long, conflicts_with = "fresh", help_heading = "Durability")]
+    pub resume: bool,
+
+    /// Set an unfinished earlier run aside and start over (what it owes is still put back)
+    #[arg(long, help_heading = "Durability")]
+    pub fresh: bool,
+
+    /// Take over the cluster's lease from a run that stopped renewing it (only once it is expired by two renewal intervals)
+    #[arg(long, help_heading = "Durability")]
+    pub break_lease: bool,
+
+    /// How often the cluster's lease is renewed; it lasts three intervals
+    #[arg(long, default_value = "30s", value_parser = plan::parse_lease_interval, help_heading = "Durability")]
+    pub lease_interval: std::time::Duration,
 
     /// The endpoints live in another (hub or shared) VPC: missing local endpoints only warn
     #[arg(long)]
@@ -141,8 +169,17 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the least-privilege IAM policy for everything this tool calls
     IamPolicy(IamPolicyArgs),
+    /// The last or ongoing run: per-instance states, evidence, the lease, what is still owed
+    Status(StatusArgs),
     /// The whole cutover on a built-in simulated cluster: no AWS account needed
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// ECS cluster name or ARN
+    #[arg(long, value_parser = plan::parse_cluster)]
+    pub cluster: String,
 }
 
 #[derive(Debug, Args)]

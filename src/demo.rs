@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::cutover::CutoverPlan;
+use crate::cutover::{CutoverPlan, Durability};
 use crate::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
 use crate::preflight::PreflightOptions;
 use crate::report::OutputFormat;
@@ -74,6 +74,8 @@ pub fn demo(
         assume_yes: true,
         force: false,
         output,
+        // The simulated cluster keeps its own lease and records; no journal on disk.
+        durability: Durability::default(),
     };
     (sim, plan)
 }
@@ -116,9 +118,15 @@ mod tests {
             start,
         );
         let mut console = Quiet(String::new());
-        let code = run(&sim, &SimClock::starting_at(start), &plan, &mut console)
-            .await
-            .unwrap();
+        let code = run(
+            &sim,
+            &SimClock::starting_at(start),
+            &plan,
+            &mut console,
+            &crate::cutover::StopSignal::default(),
+        )
+        .await
+        .unwrap();
         (code, console.0)
     }
 

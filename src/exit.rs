@@ -6,3 +6,9 @@ pub const OK: i32 = 0;
 pub const BLOCKED: i32 = 1;
 /// Usage, configuration or AWS access error.
 pub const USAGE: i32 = 2;
+/// Stopped early on purpose (interrupt, lease lost) and resumable with `--resume`.
+pub const STOPPED: i32 = 3;
+/// Another run holds the cluster's lease.
+pub const LEASE_HELD: i32 = 4;
+/// A second Ctrl-C: out at once, the journal intact.
+pub const ABORTED: i32 = 130;

@@ -9,11 +9,13 @@ use clap::Parser;
 
 use privlink_restart::cli::{Cli, Command, CutoverArgs, DemoArgs, RestartMethodArg};
 use privlink_restart::clock::SystemClock;
-use privlink_restart::cutover::{self, Console, CutoverPlan};
+use privlink_restart::cutover::{self, Console, CutoverPlan, Durability, Operator, StopSignal};
 use privlink_restart::demo::DemoSettings;
 use privlink_restart::fleet::aws::{AwsFleet, AwsSettings};
 use privlink_restart::fleet::Fleet;
 use privlink_restart::iam::{self, PolicyScope};
+use privlink_restart::journal::{default_state_dir, JournalStore};
+use privlink_restart::lease::LeaseTerms;
 use privlink_restart::plan::{CheckPlan, IamPolicyPlan};
 use privlink_restart::preflight::{self, PreflightOptions};
 use privlink_restart::report::{self, CheckReport, Colour, OutputFormat};
@@ -53,12 +55,19 @@ fn main() -> ExitCode {
             },
         }),
         Some(Command::Demo(args)) => run_async(demo(args, cli.output)),
-        None => match cutover_plan(cli.cutover, cli.output) {
-            Some(plan) => run_async(cutover_on_aws(aws, plan, cli.verbose)),
-            None => {
-                eprintln!("error: the cutover needs --cluster NAME (or a subcommand: check, iam-policy, demo); see --help");
-                exit::USAGE
-            }
+        Some(Command::Status(args)) => match state_store(cli.state_dir) {
+            Ok(store) => run_async(status(aws, args.cluster, store, cli.output)),
+            Err(code) => code,
+        },
+        None => match state_store(cli.state_dir) {
+            Err(code) => code,
+            Ok(store) => match cutover_plan(cli.cutover, cli.output, store) {
+                Some(plan) => run_async(cutover_on_aws(aws, plan, cli.verbose)),
+                None => {
+                    eprintln!("error: the cutover needs --cluster NAME (or a subcommand: check, status, iam-policy, demo); see --help");
+                    exit::USAGE
+                }
+            },
         },
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -115,7 +124,107 @@ async fn check(plan: CheckPlan) -> i32 {
     }
 }
 
-fn cutover_plan(args: CutoverArgs, output: OutputFormat) -> Option<CutoverPlan> {
+/// The journal directory: `--state-dir`, else the platform's state directory.
+fn state_store(state_dir: Option<std::path::PathBuf>) -> Result<JournalStore, i32> {
+    match state_dir.or_else(default_state_dir) {
+        Some(dir) => Ok(JournalStore::new(dir)),
+        None => {
+            eprintln!("error: no directory for the journal: pass --state-dir, or set XDG_STATE_HOME or HOME");
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Who runs this, as the lease names them to a colleague.
+fn operator() -> Operator {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let host = env("HOSTNAME")
+        .or_else(|| {
+            ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                .iter()
+                .find_map(|path| std::fs::read_to_string(path).ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .or_else(|| env("COMPUTERNAME"))
+        .unwrap_or_else(|| "unknown-host".into());
+    Operator {
+        user: env("USER")
+            .or_else(|| env("USERNAME"))
+            .unwrap_or_else(|| "unknown-user".into()),
+        host,
+        pid: std::process::id(),
+    }
+}
+
+/// The first Ctrl-C or SIGTERM asks the run to stop starting new work (or ends the
+/// process at once if it has not changed anything yet); the second ends it at once.
+fn watch_signals(stop: StopSignal) {
+    tokio::spawn(async move {
+        let mut signals = 0;
+        loop {
+            if !next_signal().await {
+                return;
+            }
+            signals += 1;
+            if signals > 1 || !stop.is_changing() {
+                eprintln!("\nInterrupted: exiting now; the journal is consistent.");
+                std::process::exit(exit::ABORTED);
+            }
+            stop.request();
+            eprintln!("\nStopping: nothing new starts; restarts under way are followed to their end, then the journal is written and the lease released. Press Ctrl-C again to exit at once.");
+        }
+    });
+}
+
+/// Waits for Ctrl-C or SIGTERM; `false` if signals cannot be watched.
+async fn next_signal() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return tokio::signal::ctrl_c().await.is_ok();
+        };
+        tokio::select! {
+            interrupt = tokio::signal::ctrl_c() => interrupt.is_ok(),
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
+}
+
+async fn status(
+    aws: AwsSettings,
+    cluster: String,
+    store: JournalStore,
+    output: OutputFormat,
+) -> i32 {
+    let fleet = match AwsFleet::connect(&aws).await {
+        Ok(fleet) => fleet,
+        Err(error) => return fail(&error),
+    };
+    match cutover::status::status(
+        &fleet,
+        &cluster,
+        Some(&store),
+        output,
+        &mut TerminalConsole::new(),
+    )
+    .await
+    {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    }
+}
+
+fn cutover_plan(
+    args: CutoverArgs,
+    output: OutputFormat,
+    store: JournalStore,
+) -> Option<CutoverPlan> {
     Some(CutoverPlan {
         cluster: args.cluster?,
         preflight: PreflightOptions {
@@ -148,6 +257,16 @@ fn cutover_plan(args: CutoverArgs, output: OutputFormat) -> Option<CutoverPlan> 
         assume_yes: args.yes,
         force: args.force,
         output,
+        durability: Durability {
+            journal: Some(store),
+            resume: args.resume,
+            fresh: args.fresh,
+            break_lease: args.break_lease,
+            lease: LeaseTerms {
+                renew_every: args.lease_interval,
+            },
+            operator: operator(),
+        },
     })
 }
 
@@ -156,7 +275,17 @@ async fn cutover_on_aws(aws: AwsSettings, plan: CutoverPlan, verbose: bool) -> i
         Ok(fleet) => fleet,
         Err(error) => return fail(&error),
     };
-    let code = match cutover::run(&fleet, &SystemClock, &plan, &mut TerminalConsole::new()).await {
+    let stop = StopSignal::default();
+    watch_signals(stop.clone());
+    let code = match cutover::run(
+        &fleet,
+        &SystemClock,
+        &plan,
+        &mut TerminalConsole::new(),
+        &stop,
+    )
+    .await
+    {
         Ok(code) => code,
         Err(error) => fail(&error),
     };
@@ -178,7 +307,17 @@ async fn demo(args: DemoArgs, output: OutputFormat) -> i32 {
         "Demo: a simulated cluster of {} container instances, {}x faster than real time. Nothing leaves this machine.",
         args.instances, args.speed
     );
-    match cutover::run(&sim, &SystemClock, &plan, &mut TerminalConsole::new()).await {
+    let stop = StopSignal::default();
+    watch_signals(stop.clone());
+    match cutover::run(
+        &sim,
+        &SystemClock,
+        &plan,
+        &mut TerminalConsole::new(),
+        &stop,
+    )
+    .await
+    {
         Ok(code) => code,
         Err(error) => fail(&error),
     }

@@ -109,6 +109,16 @@ pub fn parse_agent_timeout(raw: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// `--lease-interval`: 1 second to 10 minutes.
+pub fn parse_lease_interval(raw: &str) -> Result<std::time::Duration, String> {
+    let interval = parse_duration(raw)?;
+    if (1..=600).contains(&interval.as_secs()) {
+        Ok(interval)
+    } else {
+        Err(format!("\"{raw}\" is outside 1s..10m"))
+    }
+}
+
 /// The demo's speed-up: a positive number.
 pub fn parse_speed(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {

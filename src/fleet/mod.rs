@@ -5,6 +5,8 @@
 //! `sim` is an in-memory cluster on tokio time for tests, the demo and estimates.
 
 pub mod aws;
+#[cfg(test)]
+pub mod crashing;
 pub mod operations;
 pub mod sim;
 

@@ -169,7 +169,28 @@ impl JournalStore {
     /// (never silently ignored, never overwritten) and reported as [`JournalError::Corrupt`];
     /// the caller goes on from the state kept on AWS.
     pub fn load(&self, key: &JournalKey) -> Result<Option<Journal>, JournalError> {
+        self.read(key, true)
+    }
+
+    /// Like [`JournalStore::load`], but leaves an unreadable file where it is (`status`
+    /// changes nothing); it is reported as [`JournalError::Corrupt`] all the same.
+    pub fn inspect(&self, key: &JournalKey) -> Result<Option<Journal>, JournalError> {
+        self.read(key, false)
+    }
+
+    fn read(&self, key: &JournalKey, set_aside: bool) -> Result<Option<Journal>, JournalError> {
         let path = self.path(key);
+        let corrupt = |reason: String| {
+            if set_aside {
+                self.set_aside(&path, reason)
+            } else {
+                JournalError::Corrupt {
+                    path: path.clone(),
+                    reason,
+                    kept: path.clone(),
+                }
+            }
+        };
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -183,7 +204,7 @@ impl JournalStore {
         };
         let value: serde_json::Value = match serde_json::from_str(&text) {
             Ok(value) => value,
-            Err(error) => return Err(self.set_aside(&path, error.to_string())),
+            Err(error) => return Err(corrupt(error.to_string())),
         };
         match value.get("schema").and_then(serde_json::Value::as_u64) {
             Some(found) if found == u64::from(SCHEMA) => {}
@@ -201,11 +222,11 @@ impl JournalStore {
                     advice: "it was written by an older release that kept no restore records this one can read: finish it with that release, or pass --fresh to archive it and start over",
                 })
             }
-            None => return Err(self.set_aside(&path, "no schema version".into())),
+            None => return Err(corrupt("no schema version".into())),
         }
         match serde_json::from_value(value) {
             Ok(journal) => Ok(Some(journal)),
-            Err(error) => Err(self.set_aside(&path, error.to_string())),
+            Err(error) => Err(corrupt(error.to_string())),
         }
     }
 

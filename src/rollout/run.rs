@@ -2,6 +2,12 @@
 //! and emits an event for each. It never prints, keeps no wall clock of its own (times in
 //! events come from the [`Clock`]), and waits only on `tokio::time`, so a simulated
 //! rollout of hours runs in milliseconds under a paused clock.
+//!
+//! Through its [`Hooks`] it asks for a checkpoint (the journal made durable) before every
+//! action on AWS, and whether it may start new work (no interrupt, the lease held) before
+//! every wave. Work already under way is followed to its end either way. Restarts still
+//! under way when an earlier run stopped come in as preset `restarting`/`reconnecting`
+//! states and are followed first, not sent again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -14,9 +20,11 @@ use super::state::{Event, InstanceState};
 use super::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 use crate::clock::{unix_seconds, Clock};
 use crate::fleet::{
-    AgentState, CommandId, Fleet, FleetError, InvocationStatus, RestartRequest, EXECUTION_GRACE,
+    AgentState, CommandId, Fleet, FleetError, InstanceMark, InvocationStatus, RestartRequest,
+    EXECUTION_GRACE,
 };
 use crate::inventory::Platform;
+use crate::journal::marks::{DoneMark, RunId, DONE_ATTRIBUTE};
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
 const SEND_BATCH: usize = 50;
@@ -99,7 +107,63 @@ pub struct Outcome {
     pub halted: Option<String>,
     /// The rollout stopped because AWS failed (not because of an instance).
     pub aws_error: bool,
+    /// The rollout stopped because the journal could not be written.
+    pub journal_error: bool,
+    /// The rollout stopped on request (interrupt, lease lost) and can be resumed.
+    pub stopped: bool,
     pub waves: usize,
+}
+
+/// What the orchestrator needs from whoever runs it, besides the fleet and the clock.
+pub trait Hooks {
+    /// Something happened: a wave started, an instance changed state, the rollout halted.
+    fn event(&mut self, event: RolloutEvent);
+
+    /// Makes every change so far durable (the journal). Called before each action on AWS
+    /// that changes something; an error stops the rollout before that action.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Why no new work may start now (an interrupt, the lease lost), if it may not.
+    fn stop_reason(&mut self) -> Option<String> {
+        None
+    }
+}
+
+/// A closure is hooks that only watch the events.
+impl<F: FnMut(RolloutEvent)> Hooks for F {
+    fn event(&mut self, event: RolloutEvent) {
+        self(event)
+    }
+}
+
+/// What the rollout works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutInput {
+    pub cluster: String,
+    /// Written into each done marker.
+    pub run: RunId,
+    pub targets: Vec<Target>,
+    /// Instances decided before the rollout (skipped, failed because SSM cannot reach
+    /// them, done by an earlier run), or restarts an earlier run left under way
+    /// (`restarting`, `reconnecting`): those are followed, not sent again.
+    pub preset: Vec<(String, InstanceState)>,
+    /// The container-instance ARNs of the cluster's other instances: any of them with
+    /// its agent disconnected is unavailable too and counts against the bound.
+    pub bystanders: Vec<String>,
+}
+
+/// Why the rollout cannot go on.
+enum Interruption {
+    Aws(FleetError),
+    Journal(String),
+}
+
+impl From<FleetError> for Interruption {
+    fn from(error: FleetError) -> Self {
+        Interruption::Aws(error)
+    }
 }
 
 impl Outcome {
@@ -113,34 +177,40 @@ struct Rollout<'a, F, C: ?Sized> {
     clock: &'a C,
     cluster: &'a str,
     config: &'a RolloutConfig,
+    run: RunId,
     targets: BTreeMap<String, Target>,
     states: BTreeMap<String, InstanceState>,
-    emit: &'a mut dyn FnMut(RolloutEvent),
+    hooks: &'a mut dyn Hooks,
     waves_done: usize,
     aws_error: bool,
+    journal_error: bool,
+    stopped: bool,
     bystanders: Vec<String>,
+    /// Done instances whose marker is on AWS (or that were done before this rollout).
+    marked: BTreeSet<String>,
 }
 
-/// Restarts `targets` in waves. `preset` are instances already decided (skipped, or
-/// failed because SSM cannot reach them); they are reported but never touched.
-/// `bystanders` are the container-instance ARNs of the cluster's other instances: any of
-/// them with its agent disconnected is unavailable too and counts against the bound.
-#[allow(clippy::too_many_arguments)]
+/// Restarts the input's targets in waves, marking each on AWS once it is proven done.
 pub async fn roll<F: Fleet, C: Clock + ?Sized>(
     fleet: &F,
     clock: &C,
-    cluster: &str,
-    targets: Vec<Target>,
-    preset: Vec<(String, InstanceState)>,
-    bystanders: Vec<String>,
+    input: RolloutInput,
     config: &RolloutConfig,
-    emit: &mut dyn FnMut(RolloutEvent),
+    hooks: &mut dyn Hooks,
 ) -> Outcome {
+    let RolloutInput {
+        cluster,
+        run,
+        targets,
+        preset,
+        bystanders,
+    } = input;
     let mut rollout = Rollout {
         fleet,
         clock,
-        cluster,
+        cluster: &cluster,
         config,
+        run,
         states: targets
             .iter()
             .map(|t| (t.instance_id.clone(), InstanceState::Pending))
@@ -149,18 +219,34 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
             .into_iter()
             .map(|t| (t.instance_id.clone(), t))
             .collect(),
-        emit,
+        hooks,
         waves_done: 0,
         aws_error: false,
+        journal_error: false,
+        stopped: false,
         bystanders,
+        marked: BTreeSet::new(),
     };
     for (id, state) in preset {
+        if matches!(state, InstanceState::Done { .. }) {
+            rollout.marked.insert(id.clone());
+        }
         rollout.set(&id, state);
     }
-    let halted = rollout.run().await;
+    let halted = match rollout.run().await {
+        Ok(halted) => halted,
+        Err(Interruption::Aws(error)) => {
+            rollout.aws_error = true;
+            Some(format!("AWS error: {error}"))
+        }
+        Err(Interruption::Journal(error)) => {
+            rollout.journal_error = true;
+            Some(format!("cannot write the journal: {error}"))
+        }
+    };
     if let Some(reason) = &halted {
         let at = rollout.now();
-        (rollout.emit)(RolloutEvent::Halted {
+        rollout.hooks.event(RolloutEvent::Halted {
             reason: reason.clone(),
             at,
         });
@@ -170,6 +256,8 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         states: rollout.states,
         halted,
         aws_error: rollout.aws_error,
+        journal_error: rollout.journal_error,
+        stopped: rollout.stopped,
         waves,
     }
 }
@@ -181,7 +269,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
 
     fn set(&mut self, id: &str, state: InstanceState) {
         let at = self.now();
-        (self.emit)(RolloutEvent::StateChanged {
+        self.hooks.event(RolloutEvent::StateChanged {
             instance_id: id.to_string(),
             state: Box::new(state.clone()),
             at,
@@ -246,34 +334,119 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
     }
 
+    fn checkpoint(&mut self) -> Result<(), Interruption> {
+        self.hooks.checkpoint().map_err(Interruption::Journal)
+    }
+
+    /// Marks on AWS every instance proven done since the last call, after the journal
+    /// has recorded it: a run from anywhere then knows not to touch it again.
+    async fn mark_done(&mut self) -> Result<(), Interruption> {
+        let at = self.now();
+        let done: Vec<(String, String)> = self
+            .states
+            .iter()
+            .filter(|(id, s)| matches!(s, InstanceState::Done { .. }) && !self.marked.contains(*id))
+            .filter_map(|(id, _)| {
+                Some((
+                    id.clone(),
+                    self.targets.get(id)?.container_instance_arn.clone(),
+                ))
+            })
+            .collect();
+        if done.is_empty() {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        let value = DoneMark {
+            run: self.run.clone(),
+            at,
+        }
+        .encode()
+        .map_err(|e| Interruption::Journal(e.to_string()))?;
+        let marks: Vec<InstanceMark> = done
+            .iter()
+            .map(|(_, arn)| InstanceMark {
+                container_instance_arn: arn.clone(),
+                name: DONE_ATTRIBUTE,
+                value: Some(value.clone()),
+            })
+            .collect();
+        self.patiently(|| self.fleet.write_instance_marks(self.cluster, &marks))
+            .await?;
+        self.marked.extend(done.into_iter().map(|(id, _)| id));
+        Ok(())
+    }
+
+    /// Restarts an earlier run left under way: followed to their end, never sent again.
+    async fn adopt(&mut self) -> Result<(), Interruption> {
+        let now = Instant::now();
+        let commands: BTreeMap<String, (CommandId, Instant)> = self
+            .states
+            .iter()
+            .filter(|(id, _)| self.targets.contains_key(*id))
+            .filter_map(|(id, state)| match state {
+                InstanceState::Restarting { command_id }
+                | InstanceState::Reconnecting { command_id, .. } => {
+                    Some((id.clone(), (CommandId(command_id.clone()), now)))
+                }
+                _ => None,
+            })
+            .collect();
+        if commands.is_empty() {
+            return Ok(());
+        }
+        self.follow(commands).await?;
+        self.mark_done().await
+    }
+
+    /// Waits `pause`, in short steps so that a stop request is not kept waiting.
+    async fn pause(&mut self, pause: Duration) {
+        let step = Duration::from_secs(1);
+        let until = Instant::now() + pause;
+        while Instant::now() < until && self.hooks.stop_reason().is_none() {
+            tokio::time::sleep(step.min(until - Instant::now())).await;
+        }
+    }
+
     /// The waves; returns why it halted, if it did.
-    async fn run(&mut self) -> Option<String> {
+    async fn run(&mut self) -> Result<Option<String>, Interruption> {
+        self.adopt().await?;
         let failures_before = self.failures();
         let width = self
             .config
             .waves
             .max_unavailable
-            .resolve(self.pending().len());
+            .resolve(self.pending().len() + self.in_flight_count());
+        let mut waiting_since: Option<Instant> = None;
         loop {
-            let pending = self.pending();
+            let mut pending = self.pending();
             if pending.is_empty() {
-                return None;
+                return Ok(None);
+            }
+            if let Some(reason) = self.hooks.stop_reason() {
+                self.stopped = true;
+                return Ok(Some(reason));
             }
             // A failed instance whose agent is still away is still unavailable: it uses up
             // part of the bound until it comes back.
-            let still_away = match self.failed_and_away().await {
-                Ok(n) => n,
-                Err(error) => {
-                    self.aws_error = true;
-                    return Some(format!("AWS error: {error}"));
-                }
-            };
+            let (still_away, mut pending_away) = self.failed_and_away().await?;
+            // Wait for them no longer than an agent may take to come back.
+            let waiting = *waiting_since.get_or_insert_with(Instant::now);
+            if Instant::now() >= waiting + self.config.agent_timeout {
+                pending_away.clear();
+            }
+            pending.retain(|c| !pending_away.contains(&c.instance_id));
             let room = width.saturating_sub(still_away);
+            if room == 0 && !pending_away.is_empty() {
+                // Restarts of an earlier run still under way: wait for them to end.
+                tokio::time::sleep(self.config.poll_interval).await;
+                continue;
+            }
             if room == 0 {
-                return Some(format!(
+                return Ok(Some(format!(
                     "{still_away} instance(s) outside the rollout or failed have their agent \
                      disconnected, which uses up --max-unavailable {width}"
-                ));
+                )));
             }
             // Re-plan from what is left; only the first wave is a canary.
             let policy = WavePolicy {
@@ -285,42 +458,51 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 },
                 by_az: self.config.waves.by_az,
             };
-            // No wave left to plan: the rollout is complete, not halted.
-            let wave = plan_waves(&pending, policy).into_iter().next()?;
+            // No wave left to plan: the rollout is complete, not halted (or every pending
+            // instance is still away from an earlier run: wait for them).
+            let Some(wave) = plan_waves(&pending, policy).into_iter().next() else {
+                if pending_away.is_empty() {
+                    return Ok(None);
+                }
+                tokio::time::sleep(self.config.poll_interval).await;
+                continue;
+            };
             self.waves_done += 1;
             let at = self.now();
-            (self.emit)(RolloutEvent::WaveStarted {
+            self.hooks.event(RolloutEvent::WaveStarted {
                 number: self.waves_done,
                 canary: wave.canary,
                 instance_ids: wave.instance_ids.clone(),
                 at,
             });
-            if let Err(error) = self.run_wave(&wave.instance_ids).await {
-                self.aws_error = true;
-                return Some(format!("AWS error: {error}"));
-            }
+            self.run_wave(&wave.instance_ids).await?;
+            self.mark_done().await?;
             let failed_in_wave = wave
                 .instance_ids
                 .iter()
                 .filter(|id| matches!(self.states.get(*id), Some(InstanceState::Failed { .. })))
                 .count();
             if wave.canary && failed_in_wave > 0 {
-                return Some(format!(
+                return Ok(Some(format!(
                     "the canary wave failed ({failed_in_wave} of {})",
                     wave.instance_ids.len()
-                ));
+                )));
             }
             let failures = self.failures() - failures_before;
             if failures > self.config.max_failures {
-                return Some(format!(
+                return Ok(Some(format!(
                     "{failures} instance(s) failed, more than --max-failures {}",
                     self.config.max_failures
-                ));
+                )));
             }
             if !self.pending().is_empty() && !self.config.wave_pause.is_zero() {
-                tokio::time::sleep(self.config.wave_pause).await;
+                self.pause(self.config.wave_pause).await;
             }
         }
+    }
+
+    fn in_flight_count(&self) -> usize {
+        self.states.values().filter(|s| s.is_in_flight()).count()
     }
 
     /// The evidence in a command's output; when the listing cut it off, read the whole
@@ -344,22 +526,41 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
 
     /// Instances whose agent ECS shows disconnected now, among the failed targets and the
     /// cluster's other instances: they are unavailable whatever the rollout does.
-    async fn failed_and_away(&self) -> Result<usize, FleetError> {
-        let arns: Vec<String> = self
+    /// Before the first wave the pending targets are read too: a run that resumes without
+    /// its journal may find restarts of the run before it still under way. Those count,
+    /// and are returned so the wave leaves them out until they are back.
+    async fn failed_and_away(&self) -> Result<(usize, BTreeSet<String>), FleetError> {
+        let first = self.waves_done == 0;
+        let watched: BTreeMap<String, Option<String>> = self
             .states
             .iter()
-            .filter(|(_, s)| matches!(s, InstanceState::Failed { .. }))
+            .filter(|(_, s)| {
+                matches!(s, InstanceState::Failed { .. })
+                    || (first && **s == InstanceState::Pending)
+            })
             .filter_map(|(id, _)| self.targets.get(id))
-            .map(|t| t.container_instance_arn.clone())
-            .chain(self.bystanders.iter().cloned())
+            .map(|t| {
+                (
+                    t.container_instance_arn.clone(),
+                    Some(t.instance_id.clone()),
+                )
+            })
+            .chain(self.bystanders.iter().map(|arn| (arn.clone(), None)))
             .collect();
-        if arns.is_empty() {
-            return Ok(0);
+        if watched.is_empty() {
+            return Ok((0, BTreeSet::new()));
         }
+        let arns: Vec<String> = watched.keys().cloned().collect();
         let states = self
             .patiently(|| self.fleet.agent_states(self.cluster, &arns))
             .await?;
-        Ok(states.iter().filter(|a| !a.connected).count())
+        let away: Vec<&AgentState> = states.iter().filter(|a| !a.connected).collect();
+        let pending_away = away
+            .iter()
+            .filter_map(|a| watched.get(&a.container_instance_arn).cloned().flatten())
+            .filter(|id| self.states.get(id) == Some(&InstanceState::Pending))
+            .collect();
+        Ok((away.len(), pending_away))
     }
 
     /// What ECS says about these targets now, by container-instance ARN.
@@ -388,7 +589,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         (!gone).then_some(agent)
     }
 
-    async fn run_wave(&mut self, members: &[String]) -> Result<(), FleetError> {
+    async fn run_wave(&mut self, members: &[String]) -> Result<(), Interruption> {
         // The instance list is re-read before each wave: whoever left is gone, not failed,
         // and an instance someone set DRAINING meanwhile is left alone.
         let agents = self.agents(members).await?;
@@ -422,7 +623,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
         // instance id → (command, when sent)
         let mut commands: BTreeMap<String, (CommandId, Instant)> = BTreeMap::new();
-        let mut failure = None;
+        let mut failure: Option<Interruption> = None;
         'send: for (platform, ids) in by_platform {
             for batch in ids.chunks(SEND_BATCH) {
                 match self.send(platform, batch).await {
@@ -449,7 +650,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         &mut self,
         platform: Platform,
         batch: &[String],
-    ) -> Result<BTreeMap<String, (CommandId, Instant)>, FleetError> {
+    ) -> Result<BTreeMap<String, (CommandId, Instant)>, Interruption> {
         let mut ids = batch.to_vec();
         for _ in 0..2 {
             if ids.is_empty() {
@@ -462,6 +663,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 delivery_timeout: self.config.delivery_timeout,
                 script_wait: self.config.agent_timeout,
             };
+            self.checkpoint()?;
             match self.patiently(|| self.fleet.send_restart(&request)).await {
                 Ok(command) => {
                     let sent = Instant::now();
@@ -488,15 +690,12 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     }
                     ids.retain(|id| !instance_ids.contains(id));
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(BTreeMap::new())
     }
 
-    /// Polls the wave's commands and agents until every member is final. If AWS stops
-    /// answering, the commands still out are cancelled (best effort) and their instances
-    /// failed: nothing is left looking as if it were being followed.
     /// The instances of these commands whose restart is still under way.
     fn in_flight(&self, commands: &BTreeMap<String, (CommandId, Instant)>) -> Vec<String> {
         commands
@@ -510,21 +709,35 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             .collect()
     }
 
+    /// Polls the commands and agents until every instance is final. If AWS stops
+    /// answering (or the journal cannot be written), the commands still out are
+    /// cancelled (best effort) and their instances failed: nothing is left looking as if
+    /// it were being followed.
     async fn follow(
         &mut self,
         commands: BTreeMap<String, (CommandId, Instant)>,
-    ) -> Result<(), FleetError> {
+    ) -> Result<(), Interruption> {
         let result = self.poll_until_final(&commands).await;
-        if let Err(error) = &result {
+        if let Err(interruption) = &result {
+            let why = match interruption {
+                Interruption::Aws(error) => {
+                    format!("lost contact with AWS while following the restart: {error}")
+                }
+                Interruption::Journal(error) => {
+                    format!("stopped following the restart: cannot write the journal: {error}")
+                }
+            };
             let open = self.in_flight(&commands);
             for id in &open {
                 if let Some((command, _)) = commands.get(id) {
                     let _ = self.fleet.cancel(command, std::slice::from_ref(id)).await;
                 }
-                let reason = needs_reboot(&format!(
-                    "lost contact with AWS while following the restart: {error}"
-                ));
-                self.apply(id, Event::Abandoned { reason });
+                self.apply(
+                    id,
+                    Event::Abandoned {
+                        reason: needs_reboot(&why),
+                    },
+                );
             }
         }
         result
@@ -533,7 +746,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     async fn poll_until_final(
         &mut self,
         commands: &BTreeMap<String, (CommandId, Instant)>,
-    ) -> Result<(), FleetError> {
+    ) -> Result<(), Interruption> {
         // A command ends on its own by delivery + execution timeout; past that (and a
         // grace for SSM to report) it is cancelled and the instance given up.
         let command_deadline = self.config.delivery_timeout
@@ -546,6 +759,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             if in_flight.is_empty() {
                 return Ok(());
             }
+            // What changed in the last round is durable before anything more is done.
+            self.checkpoint()?;
             tokio::time::sleep(self.config.poll_interval).await;
             let now = Instant::now();
             let running: BTreeSet<&CommandId> = in_flight
@@ -622,6 +837,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                             );
                         }
                         _ if now >= *sent + command_deadline => {
+                            self.checkpoint()?;
                             self.patiently(|| self.fleet.cancel(command, std::slice::from_ref(id)))
                                 .await?;
                             let why = format!(
@@ -640,7 +856,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     },
                     Some(InstanceState::Reconnecting { .. }) => {
                         self.apply(id, Event::AgentState { connected });
-                        let waited = succeeded_at.get(id).map_or(Duration::ZERO, |at| now - *at);
+                        // An adopted restart was already reconnecting: count from adoption.
+                        let waited = now - *succeeded_at.get(id).unwrap_or(sent);
                         if !connected && waited >= self.config.agent_timeout {
                             self.apply(id, Event::AgentTimedOut);
                         }

@@ -35,17 +35,14 @@ async fn roll_on(
 ) -> (Outcome, Vec<RolloutEvent>) {
     let clock = SimClock::starting_at(start());
     let mut events = Vec::new();
-    let outcome = roll(
-        sim,
-        &clock,
-        "sim",
+    let input = RolloutInput {
+        cluster: "sim".into(),
+        run: RunId::new(1_800_000_000, 1),
         targets,
         preset,
         bystanders,
-        config,
-        &mut |e| events.push(e),
-    )
-    .await;
+    };
+    let outcome = roll(sim, &clock, input, config, &mut |e| events.push(e)).await;
     (outcome, events)
 }
 

@@ -1,0 +1,852 @@
+//! The cutover as one flow: discover, preflight, plan, settle what earlier runs left,
+//! confirm, take the cluster's lease, roll, summarize. Generic over the [`Fleet`] so the
+//! real run, `demo` and tests share every step; all talking to people goes through a
+//! [`Console`].
+
+mod hooks;
+pub mod prior;
+pub mod status;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+pub use hooks::StopSignal;
+
+use crate::clock::{unix_seconds, Clock};
+use crate::exit;
+use crate::fleet::{Fleet, FleetError, Record};
+use crate::journal::marks::RunId;
+use crate::journal::{Journal, JournalError, JournalKey, JournalStore, RunStatus};
+use crate::lease::{self, LeaseError, LeaseStatus, LeaseTerms, Owner};
+use crate::preflight::{self, PreflightOptions, Severity};
+use crate::report::{self, Colour, OutputFormat, ProgressView, SummaryRow, Timings};
+use crate::rollout::plan::{plan, RolloutPlan, Selection};
+use crate::rollout::run::{roll, RolloutConfig, RolloutInput};
+use crate::rollout::state::InstanceState;
+use crate::rollout::waves::{plan_waves, Candidate};
+use hooks::{Keeping, RunHooks};
+use prior::{Prior, RunRecord, RUN_RECORD_SCHEMA};
+
+/// Everything the cutover was asked to do.
+#[derive(Debug, Clone)]
+pub struct CutoverPlan {
+    pub cluster: String,
+    pub preflight: PreflightOptions,
+    pub selection: Selection,
+    pub rollout: RolloutConfig,
+    /// Stop after the plan; change nothing.
+    pub dry_run: bool,
+    /// Do not ask before changing anything (`--yes`).
+    pub assume_yes: bool,
+    /// Run despite blocking findings, naming each one overridden.
+    pub force: bool,
+    pub output: OutputFormat,
+    pub durability: Durability,
+}
+
+/// How the run survives interruptions.
+#[derive(Debug, Clone)]
+pub struct Durability {
+    /// Where the journal is kept; `None` keeps none (the demo).
+    pub journal: Option<JournalStore>,
+    /// Continue an unfinished run without asking (`--resume`).
+    pub resume: bool,
+    /// Set an unfinished run aside and start over (`--fresh`); debts are still paid.
+    pub fresh: bool,
+    /// Take over a lease expired by two renewal intervals (`--break-lease`).
+    pub break_lease: bool,
+    pub lease: LeaseTerms,
+    /// Who runs this (user, host, pid); the run id is filled in by the flow.
+    pub operator: Operator,
+}
+
+/// The person and process behind a run, as the lease names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability {
+            journal: None,
+            resume: false,
+            fresh: false,
+            break_lease: false,
+            lease: LeaseTerms::default(),
+            operator: Operator {
+                user: "unknown".into(),
+                host: "unknown".into(),
+                pid: std::process::id(),
+            },
+        }
+    }
+}
+
+/// How the flow reaches the person or pipeline that runs it.
+pub trait Console {
+    /// The report (stdout).
+    fn out(&mut self, text: &str);
+    /// Messages about the run (stderr).
+    fn err(&mut self, text: &str);
+    /// Asks a yes/no question; `None` when nobody can answer (stdin is not a terminal).
+    fn confirm(&mut self, question: &str) -> Option<bool>;
+    fn colour(&self) -> Colour;
+    /// Whether a live progress view can be drawn (stderr is a terminal).
+    fn progress_visible(&self) -> bool;
+}
+
+/// Runs the cutover and returns the exit code. An error is a failure to reach AWS or
+/// read the cluster at all, before anything changed (exit 2).
+pub async fn run<F: Fleet, C: Clock + ?Sized>(
+    fleet: &F,
+    clock: &C,
+    cutover: &CutoverPlan,
+    console: &mut dyn Console,
+    stop: &StopSignal,
+) -> Result<i32, FleetError> {
+    let human = cutover.output == OutputFormat::Human;
+    let colour = console.colour();
+    let inventory = fleet.discover(&cutover.cluster).await?;
+    let cluster = inventory.cluster.name.clone();
+    let checked = preflight::run(&inventory, cutover.preflight);
+    let mut rollout_plan = plan(
+        &inventory,
+        &checked,
+        &cutover.selection,
+        cutover.rollout.waves,
+    );
+    if human {
+        console.err(&format!(
+            "Preflight: {} blocking finding(s), {} warning(s), {} note(s); `privlink-restart check` shows them all.\n",
+            checked.count(Severity::Error),
+            checked.count(Severity::Warning),
+            checked.count(Severity::Info)
+        ));
+    }
+    let overrides = rollout_plan.overrides();
+    if !overrides.is_empty() {
+        for finding in &rollout_plan.blocking {
+            console.err(&format!("  ✗ {}: {}\n", finding.id, finding.summary));
+        }
+        if !cutover.force {
+            console.err("Blocked: fix the findings above (see `privlink-restart check`), or pass --force to run anyway.\n");
+            return Ok(exit::BLOCKED);
+        }
+        let ids: Vec<&str> = overrides.iter().map(|o| o.id).collect();
+        console.err(&format!("--force: overriding {}\n", ids.join(", ")));
+    }
+
+    // What earlier runs left, here and on AWS.
+    let durability = &cutover.durability;
+    let key = journal_key(&inventory.cluster);
+    let journal = match load_journal(durability.journal.as_ref(), &key, durability.fresh) {
+        Ok(journal) => journal,
+        Err(JournalError::Corrupt { path, reason, kept }) => {
+            console.err(&format!(
+                "warning: the journal {} is unreadable ({reason}); it is kept as {} and the run goes on from the records kept on AWS\n",
+                path.display(),
+                kept.display()
+            ));
+            None
+        }
+        Err(error) => {
+            console.err(&format!("error: {error}\n"));
+            return Ok(exit::USAGE);
+        }
+    };
+    let record = fleet.read_record(&cluster, Record::Run).await?;
+    let record = match record.as_deref().map(|v| (v, RunRecord::parse(v))) {
+        None => None,
+        Some((_, Some(record))) => Some(record),
+        Some((value, None)) => {
+            console.err(&format!(
+                "error: the run record {} holds something this version cannot read ({value:?}); if no run is under way, delete it: aws ssm delete-parameter --name {}\n",
+                Record::Run.parameter(&cluster),
+                Record::Run.parameter(&cluster)
+            ));
+            return Ok(exit::USAGE);
+        }
+    };
+    let record_finished = record.clone().filter(|r| r.status == RunStatus::Finished);
+    let group_marks = fleet.group_marks().await?;
+    let mut prior = prior::gather(&inventory, journal, record, &group_marks);
+    for warning in &prior.warnings {
+        console.err(&format!("warning: {warning}\n"));
+    }
+    if !prior.unreadable.is_empty() {
+        for line in &prior.unreadable {
+            console.err(&format!("error: {line}\n"));
+        }
+        console.err(
+            "Nothing was changed: an earlier run left restore records this version cannot read.\n",
+        );
+        return Ok(exit::USAGE);
+    }
+    if durability.fresh && prior.run.is_some() {
+        if let (Some(store), Some((run, _))) = (&durability.journal, &prior.run) {
+            match store.archive(&key, run) {
+                Ok(Some(path)) => console.err(&format!(
+                    "--fresh: the journal of run {run} is archived as {}\n",
+                    path.display()
+                )),
+                Ok(None) => {}
+                Err(error) => {
+                    console.err(&format!("error: {error}\n"));
+                    return Ok(exit::USAGE);
+                }
+            }
+        }
+        prior.run = None;
+        prior.journal = None;
+        prior.done.clear();
+        prior.in_flight.clear();
+    }
+    if !prior.is_empty() {
+        console.err(&prior.describe());
+    }
+    apply_prior(&mut rollout_plan, &prior, cutover);
+
+    if human {
+        console.out(&report::render_plan_human(
+            &inventory.cluster,
+            &rollout_plan,
+            &cutover.rollout,
+            colour,
+        ));
+    } else if cutover.dry_run {
+        console.out(&report::render_plan_json(
+            &inventory.cluster,
+            &rollout_plan,
+            &cutover.rollout,
+        ));
+    }
+    if cutover.dry_run {
+        if !prior.is_empty() {
+            console.err("A real run would first settle what is listed above (--resume), or start over (--fresh).\n");
+        }
+        return Ok(exit::OK);
+    }
+    let pending = rollout_plan
+        .targets
+        .iter()
+        .filter(|t| {
+            !rollout_plan
+                .preset
+                .iter()
+                .any(|(id, _)| id == &t.instance_id)
+        })
+        .count();
+    if rollout_plan.targets.is_empty() && prior.is_empty() {
+        console.err("Nothing to restart over SSM.\n");
+        let needs_reboot = rollout_plan
+            .preset
+            .iter()
+            .any(|(_, s)| s.name() == "failed");
+        return Ok(if needs_reboot {
+            exit::BLOCKED
+        } else {
+            exit::OK
+        });
+    }
+    if durability.resume && prior.is_empty() {
+        if let Some(record) = record_finished.as_ref() {
+            console.err(&format!(
+                "Nothing to resume: run {} finished at {}. Run without --resume to start a new run.\n",
+                record.run,
+                crate::clock::rfc3339(record.updated)
+            ));
+            return Ok(exit::OK);
+        }
+    }
+    let resuming = prior.run.is_some();
+    if (resuming || prior.owes()) && !durability.resume && !durability.fresh && cutover.assume_yes {
+        console.err("error: an earlier run is unfinished (see above): pass --resume to finish it, or --fresh to start over\n");
+        return Ok(exit::USAGE);
+    }
+    if !cutover.assume_yes {
+        let settle = if prior.owes() {
+            "Put back what is owed, then r"
+        } else {
+            "R"
+        };
+        let question = if resuming {
+            format!(
+                "{settle}esume run {} on cluster {cluster}: follow {} restart(s) under way and restart {pending} more ECS agent(s) in {} wave(s)? [y/N] ",
+                prior.run.as_ref().map(|(r, _)| r.0.as_str()).unwrap_or_default(),
+                prior.in_flight.len(),
+                rollout_plan.waves.len(),
+            )
+        } else {
+            format!(
+                "{settle}estart {pending} ECS agent(s) in {} wave(s) on cluster {cluster}? [y/N] ",
+                rollout_plan.waves.len(),
+            )
+        };
+        match console.confirm(&question) {
+            Some(true) => {}
+            Some(false) => {
+                console.err("Nothing was changed.\n");
+                return Ok(exit::BLOCKED);
+            }
+            None => {
+                console.err("error: stdin is not a terminal, so nobody can confirm: pass --yes to run without a prompt\n");
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+
+    // One run per cluster from here on.
+    let now = unix_seconds(clock.now());
+    let (run_id, started) = prior
+        .run
+        .clone()
+        .unwrap_or_else(|| (RunId::new(now, durability.operator.pid), now));
+    let owner = Owner {
+        user: durability.operator.user.clone(),
+        host: durability.operator.host.clone(),
+        pid: durability.operator.pid,
+        run: run_id.clone(),
+    };
+    // From here an interrupt lets the run stop cleanly instead of ending the process.
+    stop.begin_changes();
+    let lease = match lease::acquire(
+        fleet,
+        clock,
+        &cluster,
+        owner,
+        durability.lease,
+        durability.break_lease,
+    )
+    .await
+    {
+        Ok(lease) => lease,
+        Err(LeaseError::Fleet(error)) => return Err(error),
+        Err(error) => {
+            console.err(&format!("error: {error}\n"));
+            return Ok(exit::LEASE_HELD);
+        }
+    };
+    // Another run may have come and gone while this one was being confirmed.
+    let record_now = fleet
+        .read_record(&cluster, Record::Run)
+        .await?
+        .and_then(|v| RunRecord::parse(&v));
+    let unchanged = match (&record_now, &prior.run) {
+        (Some(r), _) if r.status == RunStatus::Finished => true,
+        (Some(r), Some((run, _))) => &r.run == run,
+        (Some(_), None) => durability.fresh,
+        (None, _) => true,
+    };
+    if !unchanged {
+        let _ = lease.release(fleet).await;
+        console.err("error: another run started on this cluster while this one was being confirmed; nothing was changed. Run again to see what it left.\n");
+        return Ok(exit::LEASE_HELD);
+    }
+    let lease_status = RefCell::new(LeaseStatus::Held {
+        until: lease.record().expires,
+    });
+    let lease = RefCell::new(lease);
+
+    let mut journal = prior
+        .journal
+        .clone()
+        .unwrap_or_else(|| Journal::new(run_id.clone(), &key, started));
+    journal.status = RunStatus::Running;
+    if cutover.force {
+        journal.overridden = overrides.iter().map(|o| o.id.to_string()).collect();
+    }
+    // Every target starts pending (a failure of an earlier session is retried); the
+    // preset states arrive as events.
+    for target in &rollout_plan.targets {
+        journal.instances.insert(
+            target.instance_id.clone(),
+            crate::journal::InstanceEntry {
+                container_instance_arn: target.container_instance_arn.clone(),
+                state: InstanceState::Pending,
+                at: now,
+            },
+        );
+    }
+    let code = async {
+        write_run_record(fleet, &cluster, &run_id, RunStatus::Running, started, now).await?;
+        if let Err(error) = save(durability.journal.as_ref(), &journal) {
+            console.err(&format!("error: {error}\n"));
+            return Ok(exit::USAGE);
+        }
+        if prior.owes() {
+            for line in prior::settle(fleet, &inventory, &prior, Some(&mut journal)).await? {
+                console.err(&format!("Put back: {line}\n"));
+            }
+            if let Err(error) = save(durability.journal.as_ref(), &journal) {
+                console.err(&format!("error: {error}\n"));
+                return Ok(exit::USAGE);
+            }
+        }
+        let rows = summary_rows(&inventory, &rollout_plan);
+        let arns: BTreeMap<String, String> = inventory
+            .container_instances
+            .iter()
+            .map(|ci| (ci.ec2_instance_id.clone(), ci.arn.clone()))
+            .collect();
+        let mut progress = human.then(|| ProgressView::new(pending, console.progress_visible()));
+        let mut timings = Timings::default();
+        let input = RolloutInput {
+            cluster: cluster.clone(),
+            run: run_id.clone(),
+            targets: rollout_plan.targets.clone(),
+            preset: rollout_plan.preset.clone(),
+            bystanders: rollout_plan.bystanders.clone(),
+        };
+        let outcome = {
+            let mut hooks = RunHooks {
+                clock,
+                journal: durability.journal.as_ref().map(|store| Keeping {
+                    store,
+                    journal: &mut journal,
+                }),
+                arns: &arns,
+                console: &mut *console,
+                json: !human,
+                progress: progress.as_mut(),
+                timings: &mut timings,
+                stop,
+                lease: &lease_status,
+                dirty: false,
+            };
+            tokio::select! {
+                biased;
+                outcome = roll(fleet, clock, input, &cutover.rollout, &mut hooks) => outcome,
+                () = lease::keep(&lease, &lease_status, fleet, clock) => unreachable!("the lease keeper runs until dropped"),
+            }
+        };
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+        // Finished: nothing left to do. A failed instance leaves the run open, so that
+        // `--resume` retries it without touching what is done.
+        let finished = outcome.halted.is_none()
+            && outcome.states.values().all(|s| {
+                matches!(
+                    s,
+                    InstanceState::Done { .. }
+                        | InstanceState::Skipped { .. }
+                        | InstanceState::Gone { .. }
+                )
+            });
+        journal.status = if finished && !journal.owes() {
+            RunStatus::Finished
+        } else {
+            RunStatus::Stopped
+        };
+        journal.updated_at = unix_seconds(clock.now());
+        let saved = save(durability.journal.as_ref(), &journal);
+        let recorded = write_run_record(fleet, &cluster, &run_id, journal.status, started, journal.updated_at).await;
+        let requests = fleet.request_counts();
+        let overridden = if cutover.force { overrides.clone() } else { Vec::new() };
+        if human {
+            console.out(&report::render_summary_human(
+                &outcome, &rows, &timings, &requests, colour,
+            ));
+        } else {
+            console.out(&report::render_summary_json(
+                &outcome,
+                &overridden,
+                &requests,
+            ));
+        }
+        if let Err(error) = saved {
+            console.err(&format!("error: {error}\n"));
+            return Ok(exit::USAGE);
+        }
+        if let Err(error) = recorded {
+            console.err(&format!("warning: could not record the run's end on AWS: {error}\n"));
+        }
+        if outcome.aws_error || outcome.journal_error {
+            // The rollout lost AWS or its journal: nothing more could be started or followed.
+            console.err(&resume_hint(&inventory.cluster.region, &cluster));
+            return Ok(exit::USAGE);
+        }
+        if outcome.stopped {
+            console.err(&format!(
+                "Stopped: {}. Restarts under way were followed to their end and the journal is written.\n",
+                outcome.halted.as_deref().unwrap_or("on request")
+            ));
+            console.err(&resume_hint(&inventory.cluster.region, &cluster));
+            return Ok(exit::STOPPED);
+        }
+        let clean = outcome.halted.is_none()
+            && outcome.count("failed") == 0
+            && outcome.count("pending") == 0;
+        Ok(if clean { exit::OK } else { exit::BLOCKED })
+    }
+    .await;
+    // The lease goes whatever happened; a run that cannot release it lets it expire.
+    if let Err(error) = lease.into_inner().release(fleet).await {
+        console.err(&format!(
+            "warning: could not release the cluster's lease ({error}); it expires on its own\n"
+        ));
+    }
+    code
+}
+
+fn resume_hint(region: &str, cluster: &str) -> String {
+    format!("Resume with: privlink-restart --region {region} --cluster {cluster} --resume\n")
+}
+
+/// The journal's name for this cluster.
+pub fn journal_key(cluster: &crate::inventory::Cluster) -> JournalKey {
+    JournalKey {
+        account: cluster
+            .account
+            .clone()
+            .unwrap_or_else(|| "unknown-account".into()),
+        region: cluster.region.clone(),
+        cluster: cluster.name.clone(),
+    }
+}
+
+/// The cluster's journal; with `--fresh`, one of another schema version is archived
+/// rather than refused.
+fn load_journal(
+    store: Option<&JournalStore>,
+    key: &JournalKey,
+    fresh: bool,
+) -> Result<Option<Journal>, JournalError> {
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    match store.load(key) {
+        Err(JournalError::Unsupported { .. }) if fresh => {
+            store.archive(key, &RunId("unsupported".into()))?;
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+fn save(store: Option<&JournalStore>, journal: &Journal) -> Result<(), JournalError> {
+    store.map_or(Ok(()), |store| store.save(journal))
+}
+
+async fn write_run_record<F: Fleet>(
+    fleet: &F,
+    cluster: &str,
+    run: &RunId,
+    status: RunStatus,
+    started: i64,
+    updated: i64,
+) -> Result<(), FleetError> {
+    let record = RunRecord {
+        schema: RUN_RECORD_SCHEMA,
+        run: run.clone(),
+        status,
+        started,
+        updated,
+    };
+    fleet
+        .write_record(cluster, Record::Run, &record.encode(), true)
+        .await
+        .map(drop)
+}
+
+/// Takes what an unfinished run did into the plan: its done instances are not touched
+/// again, its restarts under way are followed rather than sent again.
+fn apply_prior(plan: &mut RolloutPlan, prior: &Prior, cutover: &CutoverPlan) {
+    let run = prior
+        .run
+        .as_ref()
+        .map(|(r, _)| r.0.clone())
+        .unwrap_or_default();
+    plan.targets.retain(|target| {
+        let Some(done) = prior.done.get(&target.instance_id) else {
+            return true;
+        };
+        let state = match &done.evidence {
+            Some(evidence) => InstanceState::Done {
+                evidence: evidence.clone(),
+            },
+            None => InstanceState::Skipped {
+                reason: format!(
+                    "done earlier in run {run} at {}",
+                    crate::clock::rfc3339(done.at)
+                ),
+            },
+        };
+        plan.preset.push((target.instance_id.clone(), state));
+        false
+    });
+    for target in &plan.targets {
+        if let Some(state) = prior.in_flight.get(&target.instance_id) {
+            plan.preset
+                .push((target.instance_id.clone(), state.clone()));
+        }
+    }
+    let pending: Vec<Candidate> = plan
+        .targets
+        .iter()
+        .filter(|t| !prior.in_flight.contains_key(&t.instance_id))
+        .map(|t| Candidate {
+            instance_id: t.instance_id.clone(),
+            availability_zone: t.availability_zone.clone(),
+        })
+        .collect();
+    plan.waves = plan_waves(&pending, cutover.rollout.waves);
+}
+
+/// Every instance's zone and planned action, for the summary table.
+fn summary_rows(
+    inventory: &crate::inventory::Inventory,
+    plan: &RolloutPlan,
+) -> BTreeMap<String, SummaryRow> {
+    let mut rows: BTreeMap<String, SummaryRow> = plan
+        .preset
+        .iter()
+        .map(|(id, state)| {
+            let action = match state.name() {
+                "failed" => "reboot",
+                "restarting" | "reconnecting" => "restart",
+                _ => "none",
+            };
+            let zone = inventory
+                .ec2_instances
+                .as_ref()
+                .ok()
+                .and_then(|ec2| ec2.get(id))
+                .map_or_else(|| "-".to_string(), |e| e.availability_zone.clone());
+            (id.clone(), SummaryRow { zone, action })
+        })
+        .collect();
+    for target in &plan.targets {
+        let row = SummaryRow {
+            zone: target.availability_zone.clone(),
+            action: "restart",
+        };
+        rows.insert(target.instance_id.clone(), row);
+    }
+    rows
+}
+
+#[cfg(test)]
+mod resume_tests;
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::clock::SimClock;
+    use crate::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
+
+    #[derive(Default)]
+    pub(super) struct Recorder {
+        pub(super) out: String,
+        pub(super) err: String,
+        pub(super) answer: Option<bool>,
+        pub(super) asked: bool,
+    }
+
+    impl Console for Recorder {
+        fn out(&mut self, text: &str) {
+            self.out.push_str(text);
+        }
+        fn err(&mut self, text: &str) {
+            self.err.push_str(text);
+        }
+        fn confirm(&mut self, _question: &str) -> Option<bool> {
+            self.asked = true;
+            self.answer
+        }
+        fn colour(&self) -> Colour {
+            Colour::Off
+        }
+        fn progress_visible(&self) -> bool {
+            false
+        }
+    }
+
+    pub(super) fn cutover(output: OutputFormat) -> CutoverPlan {
+        CutoverPlan {
+            cluster: "sim".into(),
+            preflight: PreflightOptions::default(),
+            selection: Selection::default(),
+            rollout: RolloutConfig::default(),
+            dry_run: false,
+            assume_yes: false,
+            force: false,
+            output,
+            durability: Durability::default(),
+        }
+    }
+
+    fn fleet(instances: Vec<SimInstance>) -> SimFleet {
+        SimFleet::new(
+            instances,
+            Latencies::default(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+    }
+
+    fn instances(n: usize) -> Vec<SimInstance> {
+        (0..n)
+            .map(|i| SimInstance::healthy(format!("i-{i:03}"), "eu-west-1a"))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn confirmed_run_restarts_everyone_and_summarizes() {
+        let sim = fleet(instances(5));
+        let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+        let mut console = Recorder {
+            answer: Some(true),
+            ..Default::default()
+        };
+        let code = run(
+            &sim,
+            &clock,
+            &cutover(OutputFormat::Human),
+            &mut console,
+            &StopSignal::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, exit::OK, "{}{}", console.err, console.out);
+        assert!(console.asked);
+        assert!(
+            console.out.contains("Plan for cluster sim"),
+            "{}",
+            console.out
+        );
+        assert!(console.out.contains("5 done, 0 failed"), "{}", console.out);
+        assert!(
+            console.out.contains("5 agents restarted and reconnected"),
+            "{}",
+            console.out
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_human_report_of_a_fixed_run() {
+        let mut fleet_instances = instances(6);
+        fleet_instances[2] = fleet_instances[2].clone().with_fault(Fault::SsmOffline);
+        fleet_instances[4] = fleet_instances[4]
+            .clone()
+            .with_fault(Fault::SlowReconnect(Duration::from_secs(30)));
+        let sim = fleet(fleet_instances);
+        let clock =
+            SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let mut plan = cutover(OutputFormat::Human);
+        plan.assume_yes = true;
+        let mut console = Recorder::default();
+        run(&sim, &clock, &plan, &mut console, &StopSignal::default())
+            .await
+            .unwrap();
+        insta::assert_snapshot!(console.out);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn declined_or_unanswerable_prompts_change_nothing() {
+        for (answer, expected) in [(Some(false), exit::BLOCKED), (None, exit::USAGE)] {
+            let sim = fleet(instances(3));
+            let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+            let mut console = Recorder {
+                answer,
+                ..Default::default()
+            };
+            let code = run(
+                &sim,
+                &clock,
+                &cutover(OutputFormat::Human),
+                &mut console,
+                &StopSignal::default(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(code, expected);
+            assert!(sim.sent_commands().is_empty());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn selection_by_auto_scaling_group_restarts_only_that_group() {
+        let mut fleet_instances = instances(4);
+        for instance in &mut fleet_instances[..2] {
+            *instance = instance.clone().in_group("blue");
+        }
+        let sim = fleet(fleet_instances);
+        let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+        let mut plan = cutover(OutputFormat::Human);
+        plan.assume_yes = true;
+        plan.selection.asg = Some("blue".into());
+        let mut console = Recorder::default();
+        let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
+            .await
+            .unwrap();
+        assert_eq!(code, exit::OK, "{}", console.out);
+        assert_eq!(
+            (sim.restarts_sent("i-000"), sim.restarts_sent("i-002")),
+            (1, 0)
+        );
+        assert!(
+            console.out.contains("not in Auto Scaling group blue"),
+            "{}",
+            console.out
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dry_run_sends_nothing_and_prints_the_plan_as_json() {
+        let sim = fleet(instances(4));
+        let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+        let mut plan = cutover(OutputFormat::Json);
+        plan.dry_run = true;
+        let mut console = Recorder::default();
+        let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
+            .await
+            .unwrap();
+        assert_eq!(code, exit::OK);
+        assert!(!console.asked && sim.sent_commands().is_empty());
+        let doc: serde_json::Value = serde_json::from_str(console.out.trim()).unwrap();
+        assert_eq!(doc["kind"], "plan");
+        assert_eq!(doc["waves"].as_array().unwrap().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn json_run_prints_event_lines_then_a_summary_and_fails_on_a_failure() {
+        let mut fleet_instances = instances(3);
+        fleet_instances[1] = fleet_instances[1].clone().with_fault(Fault::SsmOffline);
+        let sim = fleet(fleet_instances);
+        let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+        let mut plan = cutover(OutputFormat::Json);
+        plan.assume_yes = true;
+        let mut console = Recorder::default();
+        let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
+            .await
+            .unwrap();
+        assert_eq!(code, exit::BLOCKED, "an instance needs a reboot");
+        let lines: Vec<serde_json::Value> = console
+            .out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(lines.iter().all(|l| l["schema"] == 1));
+        assert!(lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["kind"] == "event"));
+        let summary = lines.last().unwrap();
+        assert_eq!(summary["kind"], "summary");
+        let offline = summary["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance_id"] == "i-001")
+            .unwrap();
+        assert_eq!(offline["state"], "failed");
+        assert!(offline["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("needs reboot"));
+    }
+}

@@ -1,0 +1,311 @@
+//! What earlier runs left behind, gathered from the local journal and from AWS (the run
+//! record, done markers and restore records), and how it is settled before a run goes on:
+//! every debt is paid (DRAINING undone, protection removed, processes resumed, Standby
+//! left) and its record removed; the instances an unfinished run proved done are not
+//! touched again; restarts it left under way are followed, not sent twice.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::rfc3339;
+use crate::fleet::{Fleet, FleetError, InstanceMark};
+use crate::inventory::Inventory;
+use crate::journal::marks::{
+    DoneMark, GroupOwed, InstanceDebt, InstanceOwed, RunId, DONE_ATTRIBUTE, OWES_ATTRIBUTE,
+};
+use crate::journal::{InstanceObligation, Journal, RunStatus};
+use crate::rollout::script::Evidence;
+use crate::rollout::state::InstanceState;
+
+/// The run record kept in SSM ([`crate::fleet::Record::Run`]): which run is under way on
+/// the cluster, so a fresh machine knows which done markers belong to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema: u32,
+    pub run: RunId,
+    pub status: RunStatus,
+    pub started: i64,
+    pub updated: i64,
+}
+
+pub const RUN_RECORD_SCHEMA: u32 = 1;
+
+impl RunRecord {
+    pub fn parse(value: &str) -> Option<RunRecord> {
+        serde_json::from_str::<RunRecord>(value)
+            .ok()
+            .filter(|r| r.schema == RUN_RECORD_SCHEMA)
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// An instance an earlier run proved done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneEarlier {
+    pub at: i64,
+    /// From the journal; a marker on AWS carries none.
+    pub evidence: Option<Evidence>,
+}
+
+/// Everything earlier runs left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prior {
+    /// The unfinished run, with its start.
+    pub run: Option<(RunId, i64)>,
+    /// The journal of that run, when this machine has it.
+    pub journal: Option<Journal>,
+    /// Instances that run proved done, by instance id.
+    pub done: BTreeMap<String, DoneEarlier>,
+    /// Restarts under way when it stopped (from its journal), by instance id.
+    pub in_flight: BTreeMap<String, InstanceState>,
+    /// Debts to instances (from AWS and the journal), by instance id.
+    pub owed_instances: BTreeMap<String, InstanceObligation>,
+    /// Debts to this cluster's Auto Scaling groups, by group name.
+    pub owed_groups: BTreeMap<String, GroupOwed>,
+    /// Records this version cannot read where a debt may hide: the run must not go on.
+    pub unreadable: Vec<String>,
+    /// Records that were skipped with a warning (a done marker that does not parse).
+    pub warnings: Vec<String>,
+}
+
+impl Prior {
+    /// Something to resume or to put back.
+    pub fn is_empty(&self) -> bool {
+        self.run.is_none() && !self.owes()
+    }
+
+    pub fn owes(&self) -> bool {
+        !self.owed_instances.is_empty() || self.owed_groups.values().any(|g| !g.is_empty())
+    }
+
+    /// One paragraph for the operator.
+    pub fn describe(&self) -> String {
+        let mut lines = Vec::new();
+        if let Some((run, started)) = &self.run {
+            lines.push(format!(
+                "An unfinished run {run} (started {}) is on record: {} instance(s) done, {} restart(s) under way when it stopped{}.",
+                rfc3339(*started),
+                self.done.len(),
+                self.in_flight.len(),
+                if self.journal.is_some() { "" } else { " (from the records on AWS; this machine has no journal of it)" }
+            ));
+        }
+        for (id, owed) in &self.owed_instances {
+            let debts: Vec<&str> = owed.debts.iter().map(|d| debt_text(*d)).collect();
+            lines.push(format!("Owed to {id}: {}.", debts.join(", ")));
+        }
+        for (group, owed) in &self.owed_groups {
+            if !owed.resume.is_empty() {
+                let list: Vec<&str> = owed.resume.iter().map(String::as_str).collect();
+                lines.push(format!(
+                    "Owed to group {group}: resume {}.",
+                    list.join(", ")
+                ));
+            }
+            if !owed.exit_standby.is_empty() {
+                let list: Vec<&str> = owed.exit_standby.iter().map(String::as_str).collect();
+                lines.push(format!(
+                    "Owed to group {group}: return {} from Standby.",
+                    list.join(", ")
+                ));
+            }
+        }
+        lines.join("\n") + "\n"
+    }
+}
+
+fn debt_text(debt: InstanceDebt) -> &'static str {
+    match debt {
+        InstanceDebt::Activate => "set ACTIVE again (the tool set it DRAINING)",
+        InstanceDebt::Unprotect => "remove scale-in protection (the tool set it)",
+    }
+}
+
+/// Gathers what earlier runs left. `journal` is this machine's journal of the cluster (if
+/// any), `record` the run record on AWS, `group_marks` the region's groups carrying a
+/// restore tag. Pure: the caller reads, this decides.
+pub fn gather(
+    inventory: &Inventory,
+    journal: Option<Journal>,
+    record: Option<RunRecord>,
+    group_marks: &BTreeMap<String, String>,
+) -> Prior {
+    let mut prior = Prior::default();
+    let unfinished_journal = journal.filter(|j| !j.is_finished());
+    let unfinished_record = record.filter(|r| r.status != RunStatus::Finished);
+    // The newer of the two decides; a journal older than the run on record is stale (that
+    // later run may have settled its debts already) and is not trusted.
+    prior.run = match (&unfinished_journal, &unfinished_record) {
+        (Some(j), Some(r)) if r.run > j.run => Some((r.run.clone(), r.started)),
+        (Some(j), _) => Some((j.run.clone(), j.started_at)),
+        (None, Some(r)) => Some((r.run.clone(), r.started)),
+        (None, None) => None,
+    };
+    let current = prior.run.as_ref().map(|(run, _)| run.clone());
+    if let Some(journal) = unfinished_journal.filter(|j| Some(&j.run) == current.as_ref()) {
+        for (id, entry) in &journal.instances {
+            match &entry.state {
+                InstanceState::Done { evidence } => {
+                    prior.done.insert(
+                        id.clone(),
+                        DoneEarlier {
+                            at: entry.at,
+                            evidence: Some(evidence.clone()),
+                        },
+                    );
+                }
+                state if state.is_in_flight() => {
+                    prior.in_flight.insert(id.clone(), state.clone());
+                }
+                _ => {}
+            }
+        }
+        prior.owed_instances = journal.owed_instances.clone();
+        prior.owed_groups = journal.owed_groups.clone();
+        prior.journal = Some(journal);
+    }
+    for instance in &inventory.container_instances {
+        let id = &instance.ec2_instance_id;
+        if let Some(value) = instance.marks.get(DONE_ATTRIBUTE) {
+            match DoneMark::parse(value) {
+                Ok(mark) if Some(&mark.run) == current.as_ref() => {
+                    prior.done.entry(id.clone()).or_insert(DoneEarlier {
+                        at: mark.at,
+                        evidence: None,
+                    });
+                }
+                Ok(_) => {}
+                Err(error) => prior
+                    .warnings
+                    .push(format!("{id}: {error}; it is treated as not done")),
+            }
+        }
+        if let Some(value) = instance.marks.get(OWES_ATTRIBUTE) {
+            match InstanceOwed::parse(value) {
+                Ok(owed) => {
+                    prior
+                        .owed_instances
+                        .entry(id.clone())
+                        .or_insert_with(|| InstanceObligation {
+                            container_instance_arn: instance.arn.clone(),
+                            debts: Default::default(),
+                        })
+                        .debts
+                        .extend(owed.debts);
+                }
+                Err(error) => prior.unreadable.push(format!(
+                    "container instance {} ({id}): {error}. Put back by hand what it names, then: aws ecs delete-attributes --cluster {} --attributes name={OWES_ATTRIBUTE},targetId={}",
+                    instance.arn, inventory.cluster.name, instance.arn
+                )),
+            }
+        }
+    }
+    for (group, value) in group_marks {
+        match GroupOwed::parse(value) {
+            Ok(owed) if owed.cluster == inventory.cluster.name => {
+                let entry = prior.owed_groups.entry(group.clone()).or_default();
+                entry.cluster = owed.cluster;
+                entry.run = entry.run.take().or(owed.run);
+                entry.resume.extend(owed.resume);
+                entry.exit_standby.extend(owed.exit_standby);
+            }
+            Ok(_) => {}
+            // Another cluster's record could be this one's: do not guess.
+            Err(error) => prior.unreadable.push(format!(
+                "Auto Scaling group {group}: {error}. Put back by hand what it names, then: aws autoscaling delete-tags --tags ResourceId={group},ResourceType=auto-scaling-group,Key={}",
+                crate::journal::marks::OWES_TAG
+            )),
+        }
+    }
+    prior
+}
+
+/// Pays every debt in `prior` and removes its records, on AWS and in `journal`. Returns
+/// a line per thing put back. An instance that left the cluster has nothing to put back
+/// (its records went with it); one that is not DRAINING any more is not touched.
+pub async fn settle<F: Fleet>(
+    fleet: &F,
+    inventory: &Inventory,
+    prior: &Prior,
+    mut journal: Option<&mut Journal>,
+) -> Result<Vec<String>, FleetError> {
+    let cluster = &inventory.cluster.name;
+    let mut said = Vec::new();
+    for (id, owed) in &prior.owed_instances {
+        let instance = inventory
+            .container_instances
+            .iter()
+            .find(|ci| &ci.ec2_instance_id == id);
+        match instance {
+            None => said.push(format!("{id} left the cluster: nothing to put back")),
+            Some(instance) => {
+                for debt in &owed.debts {
+                    match debt {
+                        InstanceDebt::Activate if instance.status == "DRAINING" => {
+                            fleet
+                                .set_draining(cluster, std::slice::from_ref(&instance.arn), false)
+                                .await?;
+                            said.push(format!("{id}: set ACTIVE again"));
+                        }
+                        InstanceDebt::Activate => {}
+                        InstanceDebt::Unprotect => {
+                            let group = inventory
+                                .ec2_of(instance)
+                                .and_then(|e| e.auto_scaling_group.clone());
+                            if let Some(group) = group {
+                                fleet
+                                    .set_scale_in_protection(
+                                        &group,
+                                        std::slice::from_ref(id),
+                                        false,
+                                    )
+                                    .await?;
+                                said.push(format!("{id}: scale-in protection removed"));
+                            }
+                        }
+                    }
+                }
+                fleet
+                    .write_instance_marks(
+                        cluster,
+                        &[InstanceMark {
+                            container_instance_arn: instance.arn.clone(),
+                            name: OWES_ATTRIBUTE,
+                            value: None,
+                        }],
+                    )
+                    .await?;
+            }
+        }
+        if let Some(journal) = journal.as_deref_mut() {
+            journal.owed_instances.remove(id);
+        }
+    }
+    for (group, owed) in &prior.owed_groups {
+        let resume: Vec<String> = owed.resume.iter().cloned().collect();
+        if !resume.is_empty() {
+            fleet.set_processes_suspended(group, &resume, false).await?;
+            said.push(format!("group {group}: resumed {}", resume.join(", ")));
+        }
+        let standby: Vec<String> = owed.exit_standby.iter().cloned().collect();
+        if !standby.is_empty() {
+            fleet.set_standby(group, &standby, false).await?;
+            said.push(format!(
+                "group {group}: {} back in service",
+                standby.join(", ")
+            ));
+        }
+        fleet.write_group_mark(group, None).await?;
+        if let Some(journal) = journal.as_deref_mut() {
+            journal.owed_groups.remove(group);
+        }
+    }
+    Ok(said)
+}
+
+#[cfg(test)]
+mod tests;
