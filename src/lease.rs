@@ -168,6 +168,38 @@ pub async fn acquire<F: Fleet, C: Clock + ?Sized>(
     Ok(lease)
 }
 
+/// Reads who holds the cluster now, without taking anything: `Ok` when the lease is free
+/// (or, with `break_expired`, breakable), else why another run stands in the way.
+pub async fn check_free<F: Fleet, C: Clock + ?Sized>(
+    fleet: &F,
+    clock: &C,
+    cluster: &str,
+    break_expired: bool,
+) -> Result<(), LeaseError> {
+    let Some(value) = fleet.read_record(cluster, Record::Lease).await? else {
+        return Ok(());
+    };
+    let holder = serde_json::from_str::<LeaseRecord>(&value)
+        .ok()
+        .filter(|r| r.schema == LEASE_SCHEMA)
+        .ok_or_else(|| LeaseError::Unreadable {
+            parameter: Record::Lease.parameter(cluster),
+            value,
+        })?;
+    let now = unix_seconds(clock.now());
+    match (break_expired, now >= holder.breakable_at()) {
+        (true, true) => Ok(()),
+        (true, false) => Err(LeaseError::NotBreakable {
+            cluster: cluster.into(),
+            holder: Box::new(holder),
+        }),
+        (false, _) => Err(LeaseError::Held {
+            cluster: cluster.into(),
+            holder: Box::new(holder),
+        }),
+    }
+}
+
 impl Lease {
     pub fn record(&self) -> &LeaseRecord {
         &self.record

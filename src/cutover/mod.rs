@@ -139,8 +139,18 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         console.err(&format!("--force: overriding {}\n", ids.join(", ")));
     }
 
-    // What earlier runs left, here and on AWS.
+    // Another run at work on the cluster comes first: what it left is not "unfinished".
     let durability = &cutover.durability;
+    match lease::check_free(fleet, clock, &cluster, durability.break_lease).await {
+        Ok(()) => {}
+        Err(LeaseError::Fleet(error)) => return Err(error),
+        Err(error) if cutover.dry_run => console.err(&format!("note: {error}\n")),
+        Err(error) => {
+            console.err(&format!("error: {error}\n"));
+            return Ok(exit::LEASE_HELD);
+        }
+    }
+    // What earlier runs left, here and on AWS.
     let key = journal_key(&inventory.cluster);
     let journal = match load_journal(durability.journal.as_ref(), &key, durability.fresh) {
         Ok(journal) => journal,

@@ -100,7 +100,12 @@ impl Emulator {
     /// The real binary, with an environment that reaches nothing but the emulator: no
     /// inherited AWS settings, empty config files, IMDS off, one attempt per request.
     pub fn binary(&self) -> assert_cmd::Command {
-        let mut command = assert_cmd::Command::cargo_bin("privlink-restart").expect("binary");
+        assert_cmd::Command::from_std(self.process())
+    }
+
+    /// The real binary as a process to spawn (and to interrupt or kill).
+    pub fn process(&self) -> Command {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("privlink-restart"));
         command.env_clear();
         self.isolated_env(&mut command);
         command
@@ -111,18 +116,23 @@ impl Emulator {
         command
     }
 
+    /// The binary's home directory (its default state directory lives under it).
+    pub fn home(&self) -> &std::path::Path {
+        self.home.path()
+    }
+
     /// Like [`binary`](Self::binary) but with no credentials anywhere.
     pub fn binary_without_credentials(&self) -> assert_cmd::Command {
-        let mut command = assert_cmd::Command::cargo_bin("privlink-restart").expect("binary");
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("privlink-restart"));
         command.env_clear();
         self.isolated_env(&mut command);
         command
             .env("AWS_REGION", REGION)
             .env("AWS_ENDPOINT_URL", self.url());
-        command
+        assert_cmd::Command::from_std(command)
     }
 
-    fn isolated_env(&self, command: &mut assert_cmd::Command) {
+    fn isolated_env(&self, command: &mut Command) {
         let home = self.home.path();
         let config = home.join("config");
         let credentials = home.join("credentials");
@@ -162,6 +172,10 @@ impl Emulator {
 
     pub fn autoscaling(&self) -> aws_sdk_autoscaling::Client {
         aws_sdk_autoscaling::Client::new(&self.sdk_config())
+    }
+
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.sdk_config())
     }
 }
 

@@ -4,6 +4,7 @@
 mod bad_input;
 mod check;
 mod cutover;
+mod durability;
 mod harness;
 mod scale;
 mod scenario;

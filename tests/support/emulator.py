@@ -15,6 +15,9 @@ Moto covers what the CLI touches except for these gaps:
   * ECS task answers give a container's cpu/memory as numbers; the ECS model
     says strings, and the SDKs reject the whole answer.
   * ECS tasks leave RUNNING once described (default "manual, times 1").
+  * ECS DeleteAttributes deletes a custom attribute only when the request
+    repeats its value; ECS deletes by name (the API reference says not to
+    give the value).
 
 This is NOT a home-made AWS: it wraps moto's own WSGI app (the one
 `moto/server.py` runs, `DomainDispatcherApplication(create_backend_app)`) and
@@ -27,6 +30,8 @@ intercepts only these X-Amz-Target operations; all else goes to moto as is.
   AmazonEC2ContainerServiceV20141113.DescribeTasks, StartTask, RunTask
                                              moto, then container cpu/memory as
                                              strings (the ECS model's type)
+  AmazonEC2ContainerServiceV20141113.DeleteAttributes
+                                             stored values filled in, then moto
 ECS tasks are pinned to "manual, never" on start and reset (stay RUNNING).
 
 Control routes (no AWS signing; JSON in, 200 JSON out):
@@ -149,6 +154,7 @@ class Emulator:
             "AmazonEC2ContainerServiceV20141113.DescribeTasks": self.tasks_with_string_sizes,
             "AmazonEC2ContainerServiceV20141113.StartTask": self.tasks_with_string_sizes,
             "AmazonEC2ContainerServiceV20141113.RunTask": self.tasks_with_string_sizes,
+            "AmazonEC2ContainerServiceV20141113.DeleteAttributes": self.delete_attributes,
         }
 
     def clear(self):
@@ -442,6 +448,25 @@ class Emulator:
                     if isinstance(holder.get(key), (int, float)):
                         holder[key] = str(holder[key])
         return answer
+
+
+    def delete_attributes(self, environ, raw, params):
+        """ECS deletes a custom attribute by name; moto only when the value matches. Fill in
+        each stored value (read through moto's own DescribeContainerInstances), then forward."""
+        by_name = [a for a in params.get("attributes", []) if "value" not in a and a.get("targetId")]
+        if by_name:
+            env = dict(environ, HTTP_X_AMZ_TARGET="AmazonEC2ContainerServiceV20141113.DescribeContainerInstances")
+            query = {"cluster": params.get("cluster"), "containerInstances": [a["targetId"] for a in by_name]}
+            described = self.call_moto(env, json.dumps(query).encode())
+            stored = {(ci.get("containerInstanceArn"), attribute.get("name")): attribute.get("value")
+                      for ci in described.get("containerInstances", [])
+                      for attribute in ci.get("attributes", [])}
+            for attribute in by_name:
+                value = stored.get((attribute["targetId"], attribute["name"]))
+                if value is not None:
+                    attribute["value"] = value
+            raw = json.dumps(params).encode()
+        return self.call_moto(environ, raw)
 
 
 class QuietHandler(WSGIRequestHandler):
