@@ -1,7 +1,9 @@
 //! Rollout benchmark on `SimFleet` in virtual time, hosts of varying speed: makespan
 //! against its lower bound, AWS
 //! requests per instance and peak memory, at 100, 1,000 and 5,000 instances, beside the
-//! one-at-a-time manual procedure on the same fleet. Prints a Markdown table.
+//! one-at-a-time manual procedure on the same fleet; the rollout keeps its journal on disk
+//! the way the cutover does (written before every action), and the cost of that is
+//! measured in real time. Prints a Markdown table.
 //!
 //! cargo run --release --example rollout_bench
 
@@ -11,7 +13,8 @@ use privlink_restart::clock::SimClock;
 use privlink_restart::fleet::sim::{Latencies, SimFleet, SimInstance};
 use privlink_restart::fleet::Fleet;
 use privlink_restart::journal::marks::RunId;
-use privlink_restart::rollout::run::{roll, RolloutConfig, RolloutInput};
+use privlink_restart::journal::{InstanceEntry, Journal, JournalKey, JournalStore};
+use privlink_restart::rollout::run::{roll, Hooks, RolloutConfig, RolloutEvent, RolloutInput};
 use privlink_restart::rollout::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 
 /// Instances whose latencies vary from 0.7x to 1.6x the fleet's, from a fixed seed so
@@ -47,9 +50,57 @@ struct Run {
     makespan: Duration,
     requests: u64,
     done: usize,
+    journal: JournalCost,
 }
 
-async fn run(n: usize, policy: WavePolicy, latencies: Latencies) -> Run {
+/// What keeping the journal cost: writes, the last file's size, real time spent writing.
+#[derive(Default)]
+struct JournalCost {
+    saves: usize,
+    bytes: u64,
+    spent: Duration,
+}
+
+/// The cutover's journal keeping, measured.
+struct Journaling {
+    store: JournalStore,
+    journal: Journal,
+    dirty: bool,
+    cost: JournalCost,
+}
+
+impl Hooks for Journaling {
+    fn event(&mut self, event: RolloutEvent) {
+        if let RolloutEvent::StateChanged {
+            instance_id,
+            state,
+            at,
+        } = event
+        {
+            self.journal.instances.insert(
+                instance_id,
+                InstanceEntry {
+                    container_instance_arn: String::new(),
+                    state: *state,
+                    at,
+                },
+            );
+            self.dirty = true;
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), String> {
+        if std::mem::take(&mut self.dirty) {
+            let began = std::time::Instant::now();
+            self.store.save(&self.journal).map_err(|e| e.to_string())?;
+            self.cost.spent += began.elapsed();
+            self.cost.saves += 1;
+        }
+        Ok(())
+    }
+}
+
+async fn run(n: usize, policy: WavePolicy, latencies: Latencies, journal: bool) -> Run {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let fleet_instances = instances(n);
     let sim = SimFleet::new(fleet_instances, latencies, start);
@@ -67,11 +118,30 @@ async fn run(n: usize, policy: WavePolicy, latencies: Latencies) -> Run {
         preset: Vec::new(),
         bystanders: Vec::new(),
     };
-    let outcome = roll(&sim, &clock, input, &config, &mut |_| {}).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = JournalKey {
+        account: "123456789012".into(),
+        region: "eu-west-1".into(),
+        cluster: sim.cluster().to_string(),
+    };
+    let mut hooks = Journaling {
+        store: JournalStore::new(dir.path()),
+        journal: Journal::new(RunId::new(1_800_000_000, 1), &key, 1_800_000_000),
+        dirty: false,
+        cost: JournalCost::default(),
+    };
+    let outcome = if journal {
+        roll(&sim, &clock, input, &config, &mut hooks).await
+    } else {
+        roll(&sim, &clock, input, &config, &mut |_| {}).await
+    };
+    let mut journal = hooks.cost;
+    journal.bytes = std::fs::metadata(hooks.store.path(&key)).map_or(0, |m| m.len());
     Run {
         makespan: began.elapsed(),
         requests: sim.request_counts().values().sum(),
         done: outcome.count("done"),
+        journal,
     }
 }
 
@@ -82,9 +152,9 @@ async fn main() {
     let per_host = latencies.delivery + latencies.restart + latencies.reconnect;
     println!(
         "| instances | waves | makespan | bound, mean host | ratio | bound, slowest host per wave | ratio | \
-         requests/instance | one at a time | peak RSS |"
+         requests/instance | one at a time | journal writes | journal size | time writing it | peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in [100usize, 1000, 5000] {
         let policy = WavePolicy {
             max_unavailable: MaxUnavailable::Percent(10),
@@ -110,7 +180,7 @@ async fn main() {
             .iter()
             .map(|w| per_host.mul_f64(w.instance_ids.iter().map(|id| pace(id)).fold(0.0, f64::max)))
             .sum();
-        let rolled = run(n, policy, latencies).await;
+        let rolled = run(n, policy, latencies, true).await;
         assert_eq!(rolled.done, n, "every instance must end done");
         let manual = run(
             n,
@@ -120,10 +190,11 @@ async fn main() {
                 by_az: false,
             },
             latencies,
+            false,
         )
         .await;
         println!(
-            "| {n} | {waves} | {:.0} s | {:.0} s | {:.2} | {:.0} s | {:.2} | {:.2} | {:.0} s ({:.0}× longer) | {:.1} MiB |",
+            "| {n} | {waves} | {:.0} s | {:.0} s | {:.2} | {:.0} s | {:.2} | {:.2} | {:.0} s ({:.0}× longer) | {} | {:.0} KiB | {:.2} s | {:.1} MiB |",
             rolled.makespan.as_secs_f64(),
             bound.as_secs_f64(),
             rolled.makespan.as_secs_f64() / bound.as_secs_f64(),
@@ -132,6 +203,9 @@ async fn main() {
             rolled.requests as f64 / n as f64,
             manual.makespan.as_secs_f64(),
             manual.makespan.as_secs_f64() / rolled.makespan.as_secs_f64(),
+            rolled.journal.saves,
+            rolled.journal.bytes as f64 / 1024.0,
+            rolled.journal.spent.as_secs_f64(),
             peak_rss_mib(),
         );
     }

@@ -35,15 +35,6 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Output")]
     pub verbose: bool,
 
-    /// Where journals are kept [default: $XDG_STATE_HOME/privlink-restart, else ~/.local/state/privlink-restart]
-    #[arg(
-        long,
-        global = true,
-        env = "PRIVLINK_RESTART_STATE_DIR",
-        help_heading = "Durability"
-    )]
-    pub state_dir: Option<std::path::PathBuf>,
-
     #[command(flatten)]
     pub cutover: CutoverArgs,
 
@@ -69,6 +60,10 @@ pub struct CutoverArgs {
     /// Run despite blocking findings; each overridden finding id is named in the output
     #[arg(long, help_heading = "Safety")]
     pub force: bool,
+
+    /// Where journals are kept [default: $XDG_STATE_HOME/privlink-restart, else ~/.local/state/privlink-restart]
+    #[arg(long, env = "PRIVLINK_RESTART_STATE_DIR", help_heading = "Durability")]
+    pub state_dir: Option<std::path::PathBuf>,
 
     /// Finish an unfinished earlier run (put back what it owes, skip what it did) without asking
     #[arg(long, conflicts_with = "fresh", help_heading = "Durability")]
@@ -180,6 +175,10 @@ pub struct StatusArgs {
     /// ECS cluster name or ARN
     #[arg(long, value_parser = plan::parse_cluster)]
     pub cluster: String,
+
+    /// Where journals are kept [default: $XDG_STATE_HOME/privlink-restart, else ~/.local/state/privlink-restart]
+    #[arg(long, env = "PRIVLINK_RESTART_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -55,11 +55,11 @@ fn main() -> ExitCode {
             },
         }),
         Some(Command::Demo(args)) => run_async(demo(args, cli.output)),
-        Some(Command::Status(args)) => match state_store(cli.state_dir) {
+        Some(Command::Status(args)) => match state_store(args.state_dir) {
             Ok(store) => run_async(status(aws, args.cluster, store, cli.output)),
             Err(code) => code,
         },
-        None => match state_store(cli.state_dir) {
+        None => match state_store(cli.cutover.state_dir.clone()) {
             Err(code) => code,
             Ok(store) => match cutover_plan(cli.cutover, cli.output, store) {
                 Some(plan) => run_async(cutover_on_aws(aws, plan, cli.verbose)),

@@ -48,6 +48,15 @@ fn ids() -> Vec<String> {
     (0..INSTANCES).map(|i| format!("i-{i:03}")).collect()
 }
 
+/// Presses Ctrl-C once `commands` restart commands are out; never ends.
+async fn interrupt_after(sim: &SimFleet, stop: &StopSignal, commands: usize) {
+    while sim.sent_commands().len() < commands {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.request();
+    std::future::pending::<()>().await
+}
+
 /// Runs the cutover on a fleet that crashes after `calls` AWS calls, then (after the
 /// lease can be broken) resumes it on the same world. `None` when the first run ended
 /// before its `calls`th call: there is no later point to crash at.
@@ -143,14 +152,8 @@ async fn an_interrupt_stops_new_work_lets_restarts_finish_and_resumes_later() {
     let stop = StopSignal::default();
     let mut console = Recorder::default();
     let plan = plan(Some(store.clone()));
-    let interrupt = async {
-        // Ctrl-C while the second wave is under way.
-        while sim.sent_commands().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        stop.request();
-        std::future::pending::<()>().await
-    };
+    // Ctrl-C while the second wave is under way.
+    let interrupt = interrupt_after(&sim, &stop, 2);
     let code = tokio::select! {
         code = run(&sim, &clock, &plan, &mut console, &stop) => code.unwrap(),
         () = interrupt => unreachable!(),
@@ -396,13 +399,7 @@ async fn a_corrupt_journal_is_reported_and_the_records_on_aws_carry_the_resume()
     let stop = StopSignal::default();
     let mut console = Recorder::default();
     let plan = plan(Some(store.clone()));
-    let interrupt = async {
-        while sim.sent_commands().is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        stop.request();
-        std::future::pending::<()>().await
-    };
+    let interrupt = interrupt_after(&sim, &stop, 1);
     tokio::select! {
         code = run(&sim, &clock, &plan, &mut console, &stop) => assert_eq!(code.unwrap(), exit::STOPPED),
         () = interrupt => unreachable!(),
@@ -427,4 +424,57 @@ async fn a_corrupt_journal_is_reported_and_the_records_on_aws_carry_the_resume()
         1,
         "the canary, done before, was not restarted again"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_shows_a_stopped_run_with_its_instances_and_exits_1_until_finished() {
+    let sim = sim();
+    let clock = SimClock::starting_at(start());
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::new(dir.path());
+    let stop = StopSignal::default();
+    let mut console = Recorder::default();
+    let plan = plan(Some(store.clone()));
+    tokio::select! {
+        code = run(&sim, &clock, &plan, &mut console, &stop) => assert_eq!(code.unwrap(), exit::STOPPED),
+        () = interrupt_after(&sim, &stop, 1) => unreachable!(),
+    }
+    let mut console = Recorder::default();
+    let code = status::status(&sim, "sim", Some(&store), OutputFormat::Json, &mut console)
+        .await
+        .unwrap();
+    assert_eq!(code, exit::BLOCKED, "a stopped run is unfinished");
+    let doc: serde_json::Value = serde_json::from_str(console.out.trim()).unwrap();
+    assert_eq!(doc["kind"], "status");
+    assert_eq!(doc["run"]["status"], "stopped");
+    assert!(doc["run"]["journal"]
+        .as_str()
+        .unwrap()
+        .ends_with("123456789012.eu-west-1.sim.json"));
+    assert!(doc["lease"].is_null(), "released");
+    let states: Vec<&str> = doc["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.iter().filter(|s| **s == "done").count(), 1, "{doc}");
+    assert_eq!(
+        states.iter().filter(|s| **s == "pending").count(),
+        INSTANCES - 1
+    );
+
+    // From another machine (no journal) the run and its done instance still show.
+    let mut console = Recorder::default();
+    let other = JournalStore::new(dir.path().join("elsewhere"));
+    status::status(&sim, "sim", Some(&other), OutputFormat::Human, &mut console)
+        .await
+        .unwrap();
+    assert!(console.out.contains(": stopped"), "{}", console.out);
+    assert!(
+        console.out.contains("marker on the container instance"),
+        "{}",
+        console.out
+    );
+    assert!(console.out.contains("--resume"), "{}", console.out);
 }
