@@ -430,3 +430,31 @@ async fn restore_records_an_earlier_run_left_are_paid_on_aws_and_removed() {
         .iter()
         .all(|a| a.name() != "privlink-restart.owes"));
 }
+
+#[tokio::test]
+async fn a_second_sigint_exits_130_at_once_with_the_journal_whole() {
+    let emulator = Emulator::start();
+    let scenario = build(&emulator, Break::Nothing).await;
+    script_results(&emulator, &scenario, true);
+    let mut child = spawn(&emulator, &[]);
+    wait_for_first_command(&emulator, &mut child);
+    for _ in 0..2 {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The canary is still held InProgress: only the second signal can end the run.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let journal: Value =
+        serde_json::from_str(&std::fs::read_to_string(journal_path(&emulator)).unwrap()).unwrap();
+    assert_eq!(journal["instances"].as_object().unwrap().len(), 4);
+}
