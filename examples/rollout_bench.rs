@@ -117,6 +117,7 @@ async fn run(n: usize, policy: WavePolicy, latencies: Latencies, journal: bool) 
         targets,
         preset: Vec::new(),
         bystanders: Vec::new(),
+        resumed: false,
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let key = JournalKey {

@@ -65,7 +65,7 @@ pub struct CutoverArgs {
     #[arg(long, env = "PRIVLINK_RESTART_STATE_DIR", help_heading = "Durability")]
     pub state_dir: Option<std::path::PathBuf>,
 
-    /// Finish an unfinished earlier run (put back what it owes, skip what it did) without asking
+    /// Finish the unfinished earlier run, if any (put back what it owes, skip what it did) instead of being asked; if the last run finished, do nothing
     #[arg(long, conflicts_with = "fresh", help_heading = "Durability")]
     pub resume: bool,
 

@@ -57,7 +57,8 @@ const LEASE_SCHEMA: u32 = 1;
 impl LeaseRecord {
     /// When another run may break the lease.
     pub fn breakable_at(&self) -> i64 {
-        self.expires + 2 * i64::try_from(self.renew_every).unwrap_or(i64::MAX / 4)
+        let interval = i64::try_from(self.renew_every).unwrap_or(i64::MAX);
+        self.expires.saturating_add(interval.saturating_mul(2))
     }
 }
 
@@ -138,7 +139,11 @@ pub async fn acquire<F: Fleet, C: Clock + ?Sized>(
         .write_record(cluster, Record::Lease, &lease.encode(), false)
         .await?
     {
-        lease.confirm(fleet).await?;
+        if let Err(error) = lease.confirm(fleet).await {
+            // Do not leave a lease behind that nobody keeps (release checks the owner).
+            let _ = lease.release(fleet).await;
+            return Err(error);
+        }
         return Ok(lease);
     }
     let holder = lease.read(fleet).await?.ok_or_else(|| LeaseError::Lost {
@@ -163,8 +168,14 @@ pub async fn acquire<F: Fleet, C: Clock + ?Sized>(
     // Another run breaking the same lease at the same moment wrote too: after one
     // interval, the later write is what both read, and only its writer goes on.
     tokio::time::sleep(terms.renew_every).await;
-    lease.confirm(fleet).await?;
-    lease.renew(fleet, clock).await?;
+    let confirmed = match lease.confirm(fleet).await {
+        Ok(()) => lease.renew(fleet, clock).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = confirmed {
+        let _ = lease.release(fleet).await;
+        return Err(error);
+    }
     Ok(lease)
 }
 

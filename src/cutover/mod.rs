@@ -180,6 +180,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             return Ok(exit::USAGE);
         }
     };
+    let record_seen = record.clone();
     let record_finished = record.clone().filter(|r| r.status == RunStatus::Finished);
     let group_marks = fleet.group_marks().await?;
     let mut prior = prior::gather(&inventory, journal, record, &group_marks);
@@ -195,24 +196,20 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         );
         return Ok(exit::USAGE);
     }
-    if durability.fresh && prior.run.is_some() {
-        if let (Some(store), Some((run, _))) = (&durability.journal, &prior.run) {
-            match store.archive(&key, run) {
-                Ok(Some(path)) => console.err(&format!(
-                    "--fresh: the journal of run {run} is archived as {}\n",
-                    path.display()
-                )),
-                Ok(None) => {}
-                Err(error) => {
-                    console.err(&format!("error: {error}\n"));
-                    return Ok(exit::USAGE);
-                }
-            }
-        }
-        prior.run = None;
+    // --fresh sets the unfinished run aside (its journal is archived once this run has
+    // the lease: a dry run or a "no" changes nothing); its debts are still paid.
+    let set_aside = if durability.fresh {
         prior.journal = None;
         prior.done.clear();
         prior.in_flight.clear();
+        prior.run.take().map(|(run, _)| run)
+    } else {
+        None
+    };
+    if let Some(run) = &set_aside {
+        console.err(&format!(
+            "--fresh: run {run} is set aside; a new run starts (its journal is archived when it does)\n"
+        ));
     }
     if !prior.is_empty() {
         console.err(&prior.describe());
@@ -339,21 +336,36 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             return Ok(exit::LEASE_HELD);
         }
     };
-    // Another run may have come and gone while this one was being confirmed.
-    let record_now = fleet
-        .read_record(&cluster, Record::Run)
-        .await?
-        .and_then(|v| RunRecord::parse(&v));
-    let unchanged = match (&record_now, &prior.run) {
-        (Some(r), _) if r.status == RunStatus::Finished => true,
-        (Some(r), Some((run, _))) => &r.run == run,
-        (Some(_), None) => durability.fresh,
-        (None, _) => true,
+    // Another run may have come and gone while this one was being confirmed: any run
+    // rewrites the run record when it starts and ends.
+    let record_now = match fleet.read_record(&cluster, Record::Run).await {
+        Ok(value) => value.and_then(|v| RunRecord::parse(&v)),
+        Err(error) => {
+            let _ = lease.release(fleet).await;
+            return Err(error);
+        }
     };
-    if !unchanged {
+    if record_now != record_seen {
         let _ = lease.release(fleet).await;
-        console.err("error: another run started on this cluster while this one was being confirmed; nothing was changed. Run again to see what it left.\n");
+        console.err("error: another run changed this cluster while this one was being confirmed; nothing was changed. Run again to see what it left.\n");
         return Ok(exit::LEASE_HELD);
+    }
+    if durability.fresh {
+        if let Some(store) = &durability.journal {
+            let label = set_aside.as_ref().map_or("set-aside", |r| r.0.as_str());
+            match store.archive(&key, &format!("{label}.{now}")) {
+                Ok(Some(path)) => console.err(&format!(
+                    "--fresh: the old journal is archived as {}\n",
+                    path.display()
+                )),
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = lease.release(fleet).await;
+                    console.err(&format!("error: {error}\n"));
+                    return Ok(exit::USAGE);
+                }
+            }
+        }
     }
     let lease_status = RefCell::new(LeaseStatus::Held {
         until: lease.record().expires,
@@ -368,33 +380,56 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     if cutover.force {
         journal.overridden = overrides.iter().map(|o| o.id.to_string()).collect();
     }
-    // Every target starts pending (a failure of an earlier session is retried); the
-    // preset states arrive as events.
-    for target in &rollout_plan.targets {
-        journal.instances.insert(
-            target.instance_id.clone(),
-            crate::journal::InstanceEntry {
-                container_instance_arn: target.container_instance_arn.clone(),
-                state: InstanceState::Pending,
-                at: now,
-            },
-        );
-    }
     let code = async {
         write_run_record(fleet, &cluster, &run_id, RunStatus::Running, started, now).await?;
         if let Err(error) = save(durability.journal.as_ref(), &journal) {
             console.err(&format!("error: {error}\n"));
             return Ok(exit::USAGE);
         }
+        let (mut inventory, mut rollout_plan) = (inventory, rollout_plan);
         if prior.owes() {
-            for line in prior::settle(fleet, &inventory, &prior, Some(&mut journal)).await? {
-                console.err(&format!("Put back: {line}\n"));
-            }
-            if let Err(error) = save(durability.journal.as_ref(), &journal) {
+            // The journal is written whatever happens: what was paid is not paid twice.
+            let settled = prior::settle(fleet, &inventory, &prior, Some(&mut journal)).await;
+            let saved = save(durability.journal.as_ref(), &journal);
+            let settled = settled?;
+            if let Err(error) = saved {
                 console.err(&format!("error: {error}\n"));
                 return Ok(exit::USAGE);
             }
+            for line in &settled.lines {
+                console.err(&format!("Put back: {line}\n"));
+            }
+            // An instance the tool itself had drained is ACTIVE again: plan it anew.
+            if settled.activated {
+                inventory = fleet.discover(&cluster).await?;
+                let checked = preflight::run(&inventory, cutover.preflight);
+                rollout_plan = plan(&inventory, &checked, &cutover.selection, cutover.rollout.waves);
+                apply_prior(&mut rollout_plan, &prior, cutover);
+            }
         }
+        // Done in the journal but not yet marked on AWS (the run died in between): mark
+        // them now, so that a run without this journal does not restart them.
+        let unmarked = prior::unmarked_done(&inventory, &prior, &run_id);
+        if !unmarked.is_empty() {
+            fleet.write_instance_marks(&cluster, &unmarked).await?;
+        }
+        // Every target starts pending (a failure of an earlier session is retried); the
+        // preset states arrive as events.
+        for target in &rollout_plan.targets {
+            journal.instances.insert(
+                target.instance_id.clone(),
+                crate::journal::InstanceEntry {
+                    container_instance_arn: target.container_instance_arn.clone(),
+                    state: InstanceState::Pending,
+                    at: now,
+                },
+            );
+        }
+        let pending = rollout_plan
+            .targets
+            .iter()
+            .filter(|t| !rollout_plan.preset.iter().any(|(id, _)| id == &t.instance_id))
+            .count();
         let rows = summary_rows(&inventory, &rollout_plan);
         let arns: BTreeMap<String, String> = inventory
             .container_instances
@@ -409,6 +444,12 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             targets: rollout_plan.targets.clone(),
             preset: rollout_plan.preset.clone(),
             bystanders: rollout_plan.bystanders.clone(),
+            // An earlier run that did not finish may have restarts under way, whether this
+            // run resumes it or set it aside.
+            resumed: record_seen
+                .as_ref()
+                .is_some_and(|r| r.status != RunStatus::Finished)
+                || prior.run.is_some(),
         };
         let outcome = {
             let mut hooks = RunHooks {
@@ -518,8 +559,8 @@ pub fn journal_key(cluster: &crate::inventory::Cluster) -> JournalKey {
     }
 }
 
-/// The cluster's journal; with `--fresh`, one of another schema version is archived
-/// rather than refused.
+/// The cluster's journal; with `--fresh`, one of another schema version is set aside
+/// (archived later) rather than refused.
 fn load_journal(
     store: Option<&JournalStore>,
     key: &JournalKey,
@@ -529,10 +570,8 @@ fn load_journal(
         return Ok(None);
     };
     match store.load(key) {
-        Err(JournalError::Unsupported { .. }) if fresh => {
-            store.archive(key, &RunId("unsupported".into()))?;
-            Ok(None)
-        }
+        // Archived once the fresh run has the lease.
+        Err(JournalError::Unsupported { .. }) if fresh => Ok(None),
         other => other,
     }
 }

@@ -136,11 +136,29 @@ pub fn gather(
 ) -> Prior {
     let mut prior = Prior::default();
     let unfinished_journal = journal.filter(|j| !j.is_finished());
+    // The newer of the two decides. A journal older than the run on record, or of a run
+    // that finished elsewhere, is stale (that run may have settled its debts, an operator
+    // may have changed things since) and is not trusted.
+    let stale = |j: &Journal, r: &RunRecord| {
+        r.run > j.run || (r.run == j.run && r.status == RunStatus::Finished)
+    };
+    let unfinished_journal = match (unfinished_journal, &record) {
+        (Some(j), Some(r)) if stale(&j, r) => {
+            prior.warnings.push(format!(
+                "this machine's journal of run {} is older than run {} on record ({}); it is ignored",
+                j.run,
+                r.run,
+                serde_json::to_value(r.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ));
+            None
+        }
+        (journal, _) => journal,
+    };
     let unfinished_record = record.filter(|r| r.status != RunStatus::Finished);
-    // The newer of the two decides; a journal older than the run on record is stale (that
-    // later run may have settled its debts already) and is not trusted.
     prior.run = match (&unfinished_journal, &unfinished_record) {
-        (Some(j), Some(r)) if r.run > j.run => Some((r.run.clone(), r.started)),
         (Some(j), _) => Some((j.run.clone(), j.started_at)),
         (None, Some(r)) => Some((r.run.clone(), r.started)),
         (None, None) => None,
@@ -224,17 +242,63 @@ pub fn gather(
     prior
 }
 
-/// Pays every debt in `prior` and removes its records, on AWS and in `journal`. Returns
-/// a line per thing put back. An instance that left the cluster has nothing to put back
-/// (its records went with it); one that is not DRAINING any more is not touched.
+/// Done markers an unfinished run owes: instances its journal has as done whose
+/// container instance carries no marker of that run.
+pub fn unmarked_done(inventory: &Inventory, prior: &Prior, run: &RunId) -> Vec<InstanceMark> {
+    inventory
+        .container_instances
+        .iter()
+        .filter(|ci| {
+            prior
+                .done
+                .get(&ci.ec2_instance_id)
+                .is_some_and(|done| done.evidence.is_some())
+        })
+        .filter(|ci| {
+            ci.marks
+                .get(DONE_ATTRIBUTE)
+                .and_then(|v| DoneMark::parse(v).ok())
+                .is_none_or(|mark| &mark.run != run)
+        })
+        .filter_map(|ci| {
+            let at = prior.done.get(&ci.ec2_instance_id)?.at;
+            let value = DoneMark {
+                run: run.clone(),
+                at,
+            }
+            .encode()
+            .ok()?;
+            Some(InstanceMark {
+                container_instance_arn: ci.arn.clone(),
+                name: DONE_ATTRIBUTE,
+                value: Some(value),
+            })
+        })
+        .collect()
+}
+
+/// What settling did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// A line per thing put back.
+    pub lines: Vec<String>,
+    /// Some instance was set ACTIVE again (the plan saw it DRAINING).
+    pub activated: bool,
+}
+
+/// Pays every debt in `prior` and removes its records, on AWS and in `journal`. An
+/// instance that left the cluster has nothing to put back (its records went with it);
+/// one that is not DRAINING any more is not touched. A debt that cannot be paid (the
+/// instance's group unknown) is an error and its record stays.
 pub async fn settle<F: Fleet>(
     fleet: &F,
     inventory: &Inventory,
     prior: &Prior,
     mut journal: Option<&mut Journal>,
-) -> Result<Vec<String>, FleetError> {
+) -> Result<Settled, FleetError> {
     let cluster = &inventory.cluster.name;
-    let mut said = Vec::new();
+    let mut settled = Settled::default();
+    let said = &mut settled.lines;
     for (id, owed) in &prior.owed_instances {
         let instance = inventory
             .container_instances
@@ -250,13 +314,18 @@ pub async fn settle<F: Fleet>(
                                 .set_draining(cluster, std::slice::from_ref(&instance.arn), false)
                                 .await?;
                             said.push(format!("{id}: set ACTIVE again"));
+                            settled.activated = true;
                         }
                         InstanceDebt::Activate => {}
                         InstanceDebt::Unprotect => {
-                            let group = inventory
-                                .ec2_of(instance)
-                                .and_then(|e| e.auto_scaling_group.clone());
-                            if let Some(group) = group {
+                            let Some(ec2) = inventory.ec2_of(instance) else {
+                                return Err(FleetError::Aws {
+                                    action: "autoscaling:SetInstanceProtection".into(),
+                                    scope: id.clone(),
+                                    reason: "the instance's Auto Scaling group could not be read, so its scale-in protection (set by an earlier run) stays; run again, or remove it by hand".into(),
+                                });
+                            };
+                            if let Some(group) = ec2.auto_scaling_group.clone() {
                                 fleet
                                     .set_scale_in_protection(
                                         &group,
@@ -304,7 +373,7 @@ pub async fn settle<F: Fleet>(
             journal.owed_groups.remove(group);
         }
     }
-    Ok(said)
+    Ok(settled)
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use super::*;
 use crate::clock::SimClock;
 use crate::fleet::crashing::Crashing;
 use crate::fleet::sim::{Latencies, SimFleet, SimGroup, SimInstance};
-use crate::journal::marks::{GroupOwed, InstanceDebt, InstanceOwed, OWES_ATTRIBUTE};
+use crate::journal::marks::{
+    GroupOwed, InstanceDebt, InstanceOwed, DONE_ATTRIBUTE, OWES_ATTRIBUTE,
+};
 use crate::rollout::waves::{MaxUnavailable, WavePolicy};
 
 const INSTANCES: usize = 6;
@@ -109,6 +111,11 @@ async fn crash_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
             "{id} restarted {sent} times; {context}"
         );
         assert!(!sim.marks(&id).contains_key(OWES_ATTRIBUTE), "{context}");
+        // Proven done, and marked so on AWS for any later run from anywhere.
+        assert!(
+            sim.marks(&id).contains_key(DONE_ATTRIBUTE),
+            "{id} unmarked; {context}"
+        );
     }
     // A run that finds nothing to resume leaves a dead run's lease to expire on its own.
     if !console.err.contains("Nothing to resume") {
@@ -235,6 +242,26 @@ async fn an_unfinished_run_is_not_resumed_or_restarted_without_being_told() {
     );
     assert!(console.err.contains("--resume") && console.err.contains("--fresh"));
     assert!(sim.sent_commands().is_empty());
+    // --fresh under --dry-run changes nothing, not even the journal.
+    let mut rehearsal = plan(Some(store.clone()));
+    rehearsal.durability.fresh = true;
+    rehearsal.dry_run = true;
+    let mut console = Recorder::default();
+    let code = run(
+        &sim,
+        &clock,
+        &rehearsal,
+        &mut console,
+        &StopSignal::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, exit::OK);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "the journal stays"
+    );
     // --fresh archives the journal and starts a new run.
     let mut fresh = plan(Some(store.clone()));
     fresh.durability.fresh = true;
@@ -387,6 +414,11 @@ async fn debts_left_by_an_earlier_run_are_paid_first_and_operator_state_is_kept(
     assert_eq!(group.owes_tag, None);
     assert!(!sim.marks("i-000").contains_key(OWES_ATTRIBUTE));
     assert_eq!(sim.restarts_sent("i-002"), 0);
+    assert_eq!(
+        sim.restarts_sent("i-000"),
+        1,
+        "ACTIVE again, so planned anew and restarted"
+    );
 }
 
 #[tokio::test(start_paused = true)]

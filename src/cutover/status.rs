@@ -23,6 +23,8 @@ pub async fn status<F: Fleet>(
     console: &mut dyn super::Console,
 ) -> Result<i32, FleetError> {
     let inventory = fleet.discover(cluster).await?;
+    // The records are kept under the cluster's name, whether it was given by name or ARN.
+    let cluster = inventory.cluster.name.as_str();
     let key = journal_key(&inventory.cluster);
     let mut notes = Vec::new();
     let journal = match store.map(|s| s.inspect(&key)) {

@@ -191,8 +191,8 @@ impl JournalStore {
                 }
             }
         };
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(JournalError::Io {
@@ -202,7 +202,7 @@ impl JournalStore {
                 })
             }
         };
-        let value: serde_json::Value = match serde_json::from_str(&text) {
+        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
             Ok(value) => value,
             Err(error) => return Err(corrupt(error.to_string())),
         };
@@ -231,7 +231,14 @@ impl JournalStore {
     }
 
     fn set_aside(&self, path: &Path, reason: String) -> JournalError {
-        let kept = path.with_extension("json.corrupt");
+        // Never over an earlier copy: each unreadable journal is kept.
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let kept = (0..)
+            .map(|n| path.with_extension(format!("json.{stamp}-{n}.corrupt")))
+            .find(|candidate| !candidate.exists())
+            .unwrap_or_else(|| path.with_extension("json.corrupt"));
         match fs::rename(path, &kept) {
             Ok(()) => JournalError::Corrupt {
                 path: path.to_path_buf(),
@@ -285,14 +292,16 @@ impl JournalStore {
         written.map_err(io("write"))
     }
 
-    /// Moves the cluster's journal aside (`--fresh`, or a finished run replaced by a new
-    /// one) and says where it went.
-    pub fn archive(&self, key: &JournalKey, run: &RunId) -> Result<Option<PathBuf>, JournalError> {
+    /// Moves the cluster's journal aside (`--fresh`) as `<file>.<label>.archived` and says
+    /// where it went.
+    pub fn archive(&self, key: &JournalKey, label: &str) -> Result<Option<PathBuf>, JournalError> {
         let path = self.path(key);
         if !path.exists() {
             return Ok(None);
         }
-        let archived = self.dir.join(format!("{}.{run}.archived", key.file_name()));
+        let archived = self
+            .dir
+            .join(format!("{}.{label}.archived", key.file_name()));
         fs::rename(&path, &archived).map_err(|source| JournalError::Io {
             action: "archive",
             path,
@@ -454,7 +463,27 @@ mod tests {
         assert!(matches!(error, JournalError::Corrupt { .. }), "{error}");
         assert!(error.to_string().contains("kept aside"), "{error}");
         assert!(!path.exists());
-        assert!(path.with_extension("json.corrupt").exists());
+        let JournalError::Corrupt { kept, .. } = error else {
+            unreachable!()
+        };
+        assert!(kept.exists() && kept.to_string_lossy().ends_with(".corrupt"));
+        // Bytes that are not even text are set aside just the same, next to the first.
+        fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(matches!(
+            store.load(&key()),
+            Err(JournalError::Corrupt { .. })
+        ));
+        let kept_files = fs::read_dir(store.dir())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".corrupt")
+            })
+            .count();
+        assert_eq!(kept_files, 2);
     }
 
     #[test]
@@ -486,7 +515,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = JournalStore::new(dir.path());
         store.save(&journal()).unwrap();
-        let archived = store.archive(&key(), &journal().run).unwrap().unwrap();
+        let archived = store.archive(&key(), &journal().run.0).unwrap().unwrap();
         assert!(archived
             .to_string_lossy()
             .ends_with(".20270115T080000Z-0007.archived"));

@@ -152,6 +152,10 @@ pub struct RolloutInput {
     /// The container-instance ARNs of the cluster's other instances: any of them with
     /// its agent disconnected is unavailable too and counts against the bound.
     pub bystanders: Vec<String>,
+    /// This rollout continues an earlier run: restarts it sent may still be under way on
+    /// instances it does not know about (no journal), so pending instances whose agent
+    /// is away are waited for before the first wave.
+    pub resumed: bool,
 }
 
 /// Why the rollout cannot go on.
@@ -185,6 +189,7 @@ struct Rollout<'a, F, C: ?Sized> {
     aws_error: bool,
     journal_error: bool,
     stopped: bool,
+    resumed: bool,
     bystanders: Vec<String>,
     /// Done instances whose marker is on AWS (or that were done before this rollout).
     marked: BTreeSet<String>,
@@ -204,6 +209,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         targets,
         preset,
         bystanders,
+        resumed,
     } = input;
     let mut rollout = Rollout {
         fleet,
@@ -224,6 +230,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         aws_error: false,
         journal_error: false,
         stopped: false,
+        resumed,
         bystanders,
         marked: BTreeSet::new(),
     };
@@ -429,10 +436,12 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             }
             // A failed instance whose agent is still away is still unavailable: it uses up
             // part of the bound until it comes back.
-            let (still_away, mut pending_away) = self.failed_and_away().await?;
-            // Wait for them no longer than an agent may take to come back.
+            let (mut still_away, mut pending_away) = self.failed_and_away().await?;
+            // Wait for them no longer than an agent may take to come back; after that
+            // they are planned like the others (their own restart is what counts).
             let waiting = *waiting_since.get_or_insert_with(Instant::now);
             if Instant::now() >= waiting + self.config.agent_timeout {
+                still_away -= pending_away.len();
                 pending_away.clear();
             }
             pending.retain(|c| !pending_away.contains(&c.instance_id));
@@ -530,7 +539,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     /// its journal may find restarts of the run before it still under way. Those count,
     /// and are returned so the wave leaves them out until they are back.
     async fn failed_and_away(&self) -> Result<(usize, BTreeSet<String>), FleetError> {
-        let first = self.waves_done == 0;
+        let first = self.resumed && self.waves_done == 0;
         let watched: BTreeMap<String, Option<String>> = self
             .states
             .iter()

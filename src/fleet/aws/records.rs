@@ -45,16 +45,28 @@ pub(super) async fn write_instance_marks(
             .iter()
             .map(|m| attribute(m))
             .collect::<Result<Vec<_>, _>>()?;
-        fleet
-            .ecs
-            .put_attributes()
-            .cluster(cluster)
-            .set_attributes(Some(attributes))
-            .send()
-            .await
-            .map_err(|e| {
-                CallError::from_sdk("ecs:PutAttributes", e).fatal(&fleet.endpoint, cluster)
-            })?;
+        match put_attributes(fleet, cluster, attributes).await {
+            // One instance of the batch left the cluster: it needs no record; write the
+            // others one by one.
+            Err(e) if e.code() == Some("TargetNotFoundException") => {
+                for mark in batch {
+                    match put_attributes(fleet, cluster, vec![attribute(mark)?]).await {
+                        Err(e) if e.code() == Some("TargetNotFoundException") => {}
+                        other => {
+                            other.map_err(|e| {
+                                CallError::from_sdk("ecs:PutAttributes", e)
+                                    .fatal(&fleet.endpoint, cluster)
+                            })?;
+                        }
+                    }
+                }
+            }
+            other => {
+                other.map_err(|e| {
+                    CallError::from_sdk("ecs:PutAttributes", e).fatal(&fleet.endpoint, cluster)
+                })?;
+            }
+        }
     }
     for batch in deletes.chunks(ECS_WRITE_BATCH) {
         let attributes = batch
@@ -79,6 +91,24 @@ pub(super) async fn write_instance_marks(
         }
     }
     Ok(())
+}
+
+async fn put_attributes(
+    fleet: &AwsFleet,
+    cluster: &str,
+    attributes: Vec<Attribute>,
+) -> Result<
+    (),
+    aws_sdk_ecs::error::SdkError<aws_sdk_ecs::operation::put_attributes::PutAttributesError>,
+> {
+    fleet
+        .ecs
+        .put_attributes()
+        .cluster(cluster)
+        .set_attributes(Some(attributes))
+        .send()
+        .await
+        .map(drop)
 }
 
 pub(super) async fn group_marks(fleet: &AwsFleet) -> Result<BTreeMap<String, String>, FleetError> {

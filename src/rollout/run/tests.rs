@@ -41,6 +41,7 @@ async fn roll_on(
         targets,
         preset,
         bystanders,
+        resumed: false,
     };
     let outcome = roll(sim, &clock, input, config, &mut |e| events.push(e)).await;
     (outcome, events)
