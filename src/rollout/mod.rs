@@ -2,6 +2,7 @@
 //! and the on-instance restart script with the evidence it prints. Everything here is
 //! pure; the orchestrator that drives a [`crate::fleet::Fleet`] through these builds on it.
 
+pub mod capacity;
 pub mod plan;
 pub mod run;
 pub mod script;
