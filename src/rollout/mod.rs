@@ -3,6 +3,7 @@
 //! pure; the orchestrator that drives a [`crate::fleet::Fleet`] through these builds on it.
 
 pub mod capacity;
+pub mod hold;
 pub mod plan;
 pub mod run;
 pub mod script;
