@@ -5,6 +5,7 @@
 pub mod capacity;
 pub mod hold;
 pub mod plan;
+pub mod reboot;
 pub mod run;
 pub mod script;
 pub mod state;
