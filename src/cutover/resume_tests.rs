@@ -59,6 +59,23 @@ async fn interrupt_after(sim: &SimFleet, stop: &StopSignal, commands: usize) {
     std::future::pending::<()>().await
 }
 
+/// A run with a journal in `store`, interrupted once its canary is out (the canary then
+/// finishes); returns its plan.
+async fn interrupted_after_the_canary(
+    sim: &SimFleet,
+    clock: &SimClock,
+    store: &JournalStore,
+) -> CutoverPlan {
+    let stop = StopSignal::default();
+    let mut console = Recorder::default();
+    let plan = plan(Some(store.clone()));
+    tokio::select! {
+        code = run(sim, clock, &plan, &mut console, &stop) => assert_eq!(code.unwrap(), exit::STOPPED),
+        () = interrupt_after(sim, &stop, 1) => unreachable!(),
+    }
+    plan
+}
+
 /// Runs the cutover on a fleet that crashes after `calls` AWS calls, then (after the
 /// lease can be broken) resumes it on the same world. `None` when the first run ended
 /// before its `calls`th call: there is no later point to crash at.
@@ -427,15 +444,7 @@ async fn a_corrupt_journal_is_reported_and_the_records_on_aws_carry_the_resume()
     let clock = SimClock::starting_at(start());
     let dir = tempfile::tempdir().unwrap();
     let store = JournalStore::new(dir.path());
-    // A first run interrupted after its canary.
-    let stop = StopSignal::default();
-    let mut console = Recorder::default();
-    let plan = plan(Some(store.clone()));
-    let interrupt = interrupt_after(&sim, &stop, 1);
-    tokio::select! {
-        code = run(&sim, &clock, &plan, &mut console, &stop) => assert_eq!(code.unwrap(), exit::STOPPED),
-        () = interrupt => unreachable!(),
-    }
+    let plan = interrupted_after_the_canary(&sim, &clock, &store).await;
     let path = dir.path().join("123456789012.eu-west-1.sim.json");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, &text[..text.len() / 3]).unwrap();
@@ -464,13 +473,7 @@ async fn status_shows_a_stopped_run_with_its_instances_and_exits_1_until_finishe
     let clock = SimClock::starting_at(start());
     let dir = tempfile::tempdir().unwrap();
     let store = JournalStore::new(dir.path());
-    let stop = StopSignal::default();
-    let mut console = Recorder::default();
-    let plan = plan(Some(store.clone()));
-    tokio::select! {
-        code = run(&sim, &clock, &plan, &mut console, &stop) => assert_eq!(code.unwrap(), exit::STOPPED),
-        () = interrupt_after(&sim, &stop, 1) => unreachable!(),
-    }
+    interrupted_after_the_canary(&sim, &clock, &store).await;
     let mut console = Recorder::default();
     let code = status::status(&sim, "sim", Some(&store), OutputFormat::Json, &mut console)
         .await

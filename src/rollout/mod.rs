@@ -1,6 +1,8 @@
 //! The cutover rollout: the per-instance state machine, how instances are cut into waves,
-//! and the on-instance restart script with the evidence it prints. Everything here is
-//! pure; the orchestrator that drives a [`crate::fleet::Fleet`] through these builds on it.
+//! the on-instance restart script with the evidence it prints, and the decisions of the
+//! drain-and-reboot fallback (placement, Auto Scaling holds, reboot proof). Everything
+//! here but `run` is pure; `run`, the orchestrator that drives a [`crate::fleet::Fleet`]
+//! through these, builds on it.
 
 pub mod capacity;
 pub mod hold;
