@@ -55,6 +55,13 @@ pub struct LeaseRecord {
 const LEASE_SCHEMA: u32 = 1;
 
 impl LeaseRecord {
+    /// The record in a parameter's value; `None` when it is not a lease this version reads.
+    pub fn parse(value: &str) -> Option<LeaseRecord> {
+        serde_json::from_str::<LeaseRecord>(value)
+            .ok()
+            .filter(|r| r.schema == LEASE_SCHEMA)
+    }
+
     /// When another run may break the lease.
     pub fn breakable_at(&self) -> i64 {
         let interval = i64::try_from(self.renew_every).unwrap_or(i64::MAX);
@@ -190,13 +197,10 @@ pub async fn check_free<F: Fleet, C: Clock + ?Sized>(
     let Some(value) = fleet.read_record(cluster, Record::Lease).await? else {
         return Ok(());
     };
-    let holder = serde_json::from_str::<LeaseRecord>(&value)
-        .ok()
-        .filter(|r| r.schema == LEASE_SCHEMA)
-        .ok_or_else(|| LeaseError::Unreadable {
-            parameter: Record::Lease.parameter(cluster),
-            value,
-        })?;
+    let holder = LeaseRecord::parse(&value).ok_or_else(|| LeaseError::Unreadable {
+        parameter: Record::Lease.parameter(cluster),
+        value,
+    })?;
     let now = unix_seconds(clock.now());
     match (break_expired, now >= holder.breakable_at()) {
         (true, true) => Ok(()),
@@ -228,9 +232,7 @@ impl Lease {
         let Some(value) = fleet.read_record(&self.cluster, Record::Lease).await? else {
             return Ok(None);
         };
-        serde_json::from_str::<LeaseRecord>(&value)
-            .ok()
-            .filter(|r| r.schema == LEASE_SCHEMA)
+        LeaseRecord::parse(&value)
             .map(Some)
             .ok_or_else(|| LeaseError::Unreadable {
                 parameter: Record::Lease.parameter(&self.cluster),

@@ -275,20 +275,7 @@ async fn cutover_on_aws(aws: AwsSettings, plan: CutoverPlan, verbose: bool) -> i
         Ok(fleet) => fleet,
         Err(error) => return fail(&error),
     };
-    let stop = StopSignal::default();
-    watch_signals(stop.clone());
-    let code = match cutover::run(
-        &fleet,
-        &SystemClock,
-        &plan,
-        &mut TerminalConsole::new(),
-        &stop,
-    )
-    .await
-    {
-        Ok(code) => code,
-        Err(error) => fail(&error),
-    };
+    let code = cutover_on(&fleet, &plan).await;
     if verbose {
         print_requests(&fleet.request_counts());
     }
@@ -307,12 +294,17 @@ async fn demo(args: DemoArgs, output: OutputFormat) -> i32 {
         "Demo: a simulated cluster of {} container instances, {}x faster than real time. Nothing leaves this machine.",
         args.instances, args.speed
     );
+    cutover_on(&sim, &plan).await
+}
+
+/// The cutover on a fleet, at the terminal, with Ctrl-C and SIGTERM watched.
+async fn cutover_on<F: Fleet>(fleet: &F, plan: &CutoverPlan) -> i32 {
     let stop = StopSignal::default();
     watch_signals(stop.clone());
     match cutover::run(
-        &sim,
+        fleet,
         &SystemClock,
-        &plan,
+        plan,
         &mut TerminalConsole::new(),
         &stop,
     )

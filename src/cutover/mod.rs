@@ -236,16 +236,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         }
         return Ok(exit::OK);
     }
-    let pending = rollout_plan
-        .targets
-        .iter()
-        .filter(|t| {
-            !rollout_plan
-                .preset
-                .iter()
-                .any(|(id, _)| id == &t.instance_id)
-        })
-        .count();
+    let pending = rollout_plan.to_restart();
     if rollout_plan.targets.is_empty() && prior.is_empty() {
         console.err("Nothing to restart over SSM.\n");
         let needs_reboot = rollout_plan
@@ -425,11 +416,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                 },
             );
         }
-        let pending = rollout_plan
-            .targets
-            .iter()
-            .filter(|t| !rollout_plan.preset.iter().any(|(id, _)| id == &t.instance_id))
-            .count();
+        let pending = rollout_plan.to_restart();
         let rows = summary_rows(&inventory, &rollout_plan);
         let arns: BTreeMap<String, String> = inventory
             .container_instances

@@ -32,6 +32,23 @@ pub struct RunRecord {
 pub const RUN_RECORD_SCHEMA: u32 = 1;
 
 impl RunRecord {
+    /// The journal's run as a record, to compare with the one on AWS.
+    pub fn of(journal: &Journal) -> RunRecord {
+        RunRecord {
+            schema: RUN_RECORD_SCHEMA,
+            run: journal.run.clone(),
+            status: journal.status,
+            started: journal.started_at,
+            updated: journal.updated_at,
+        }
+    }
+
+    /// This record (on AWS) tells more than `local` (a journal): it is of a later run,
+    /// or of the same run finished elsewhere.
+    pub fn supersedes(&self, local: &RunRecord) -> bool {
+        self.run > local.run || (self.run == local.run && self.status == RunStatus::Finished)
+    }
+
     pub fn parse(value: &str) -> Option<RunRecord> {
         serde_json::from_str::<RunRecord>(value)
             .ok()
@@ -82,18 +99,9 @@ impl Prior {
         !self.owed_instances.is_empty() || self.owed_groups.values().any(|g| !g.is_empty())
     }
 
-    /// One paragraph for the operator.
-    pub fn describe(&self) -> String {
+    /// A line per debt.
+    pub fn debts(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        if let Some((run, started)) = &self.run {
-            lines.push(format!(
-                "An unfinished run {run} (started {}) is on record: {} instance(s) done, {} restart(s) under way when it stopped{}.",
-                rfc3339(*started),
-                self.done.len(),
-                self.in_flight.len(),
-                if self.journal.is_some() { "" } else { " (from the records on AWS; this machine has no journal of it)" }
-            ));
-        }
         for (id, owed) in &self.owed_instances {
             let debts: Vec<&str> = owed.debts.iter().map(|d| debt_text(*d)).collect();
             lines.push(format!("Owed to {id}: {}.", debts.join(", ")));
@@ -114,6 +122,22 @@ impl Prior {
                 ));
             }
         }
+        lines
+    }
+
+    /// One paragraph for the operator.
+    pub fn describe(&self) -> String {
+        let mut lines = Vec::new();
+        if let Some((run, started)) = &self.run {
+            lines.push(format!(
+                "An unfinished run {run} (started {}) is on record: {} instance(s) done, {} restart(s) under way when it stopped{}.",
+                rfc3339(*started),
+                self.done.len(),
+                self.in_flight.len(),
+                if self.journal.is_some() { "" } else { " (from the records on AWS; this machine has no journal of it)" }
+            ));
+        }
+        lines.extend(self.debts());
         lines.join("\n") + "\n"
     }
 }
@@ -139,19 +163,11 @@ pub fn gather(
     // The newer of the two decides. A journal older than the run on record, or of a run
     // that finished elsewhere, is stale (that run may have settled its debts, an operator
     // may have changed things since) and is not trusted.
-    let stale = |j: &Journal, r: &RunRecord| {
-        r.run > j.run || (r.run == j.run && r.status == RunStatus::Finished)
-    };
     let unfinished_journal = match (unfinished_journal, &record) {
-        (Some(j), Some(r)) if stale(&j, r) => {
+        (Some(j), Some(r)) if r.supersedes(&RunRecord::of(&j)) => {
             prior.warnings.push(format!(
                 "this machine's journal of run {} is older than run {} on record ({}); it is ignored",
-                j.run,
-                r.run,
-                serde_json::to_value(r.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
+                j.run, r.run, r.status
             ));
             None
         }
@@ -298,62 +314,63 @@ pub async fn settle<F: Fleet>(
 ) -> Result<Settled, FleetError> {
     let cluster = &inventory.cluster.name;
     let mut settled = Settled::default();
-    let said = &mut settled.lines;
+    // Decide everything first (a debt that cannot be paid stops before any call), then
+    // pay in batches, then remove the records.
+    let mut activate = Vec::new();
+    let mut unprotect: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut cleared = Vec::new();
     for (id, owed) in &prior.owed_instances {
-        let instance = inventory
+        let Some(instance) = inventory
             .container_instances
             .iter()
-            .find(|ci| &ci.ec2_instance_id == id);
-        match instance {
-            None => said.push(format!("{id} left the cluster: nothing to put back")),
-            Some(instance) => {
-                for debt in &owed.debts {
-                    match debt {
-                        InstanceDebt::Activate if instance.status == "DRAINING" => {
-                            fleet
-                                .set_draining(cluster, std::slice::from_ref(&instance.arn), false)
-                                .await?;
-                            said.push(format!("{id}: set ACTIVE again"));
-                            settled.activated = true;
-                        }
-                        InstanceDebt::Activate => {}
-                        InstanceDebt::Unprotect => {
-                            let Some(ec2) = inventory.ec2_of(instance) else {
-                                return Err(FleetError::Aws {
-                                    action: "autoscaling:SetInstanceProtection".into(),
-                                    scope: id.clone(),
-                                    reason: "the instance's Auto Scaling group could not be read, so its scale-in protection (set by an earlier run) stays; run again, or remove it by hand".into(),
-                                });
-                            };
-                            if let Some(group) = ec2.auto_scaling_group.clone() {
-                                fleet
-                                    .set_scale_in_protection(
-                                        &group,
-                                        std::slice::from_ref(id),
-                                        false,
-                                    )
-                                    .await?;
-                                said.push(format!("{id}: scale-in protection removed"));
-                            }
-                        }
-                    }
-                }
-                fleet
-                    .write_instance_marks(
-                        cluster,
-                        &[InstanceMark {
-                            container_instance_arn: instance.arn.clone(),
-                            name: OWES_ATTRIBUTE,
-                            value: None,
-                        }],
-                    )
-                    .await?;
+            .find(|ci| &ci.ec2_instance_id == id)
+        else {
+            settled
+                .lines
+                .push(format!("{id} left the cluster: nothing to put back"));
+            continue;
+        };
+        if owed.debts.contains(&InstanceDebt::Activate) && instance.status == "DRAINING" {
+            activate.push(instance.arn.clone());
+            settled.lines.push(format!("{id}: set ACTIVE again"));
+        }
+        if owed.debts.contains(&InstanceDebt::Unprotect) {
+            let Some(ec2) = inventory.ec2_of(instance) else {
+                return Err(FleetError::Aws {
+                    action: "autoscaling:SetInstanceProtection".into(),
+                    scope: id.clone(),
+                    reason: "the instance's Auto Scaling group could not be read, so its scale-in protection (set by an earlier run) stays; run again, or remove it by hand".into(),
+                });
+            };
+            if let Some(group) = &ec2.auto_scaling_group {
+                unprotect.entry(group.clone()).or_default().push(id.clone());
+                settled
+                    .lines
+                    .push(format!("{id}: scale-in protection removed"));
             }
         }
-        if let Some(journal) = journal.as_deref_mut() {
+        cleared.push(InstanceMark {
+            container_instance_arn: instance.arn.clone(),
+            name: OWES_ATTRIBUTE,
+            value: None,
+        });
+    }
+    if !activate.is_empty() {
+        fleet.set_draining(cluster, &activate, false).await?;
+        settled.activated = true;
+    }
+    for (group, ids) in &unprotect {
+        fleet.set_scale_in_protection(group, ids, false).await?;
+    }
+    if !cleared.is_empty() {
+        fleet.write_instance_marks(cluster, &cleared).await?;
+    }
+    if let Some(journal) = journal.as_deref_mut() {
+        for id in prior.owed_instances.keys() {
             journal.owed_instances.remove(id);
         }
     }
+    let said = &mut settled.lines;
     for (group, owed) in &prior.owed_groups {
         let resume: Vec<String> = owed.resume.iter().cloned().collect();
         if !resume.is_empty() {

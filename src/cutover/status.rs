@@ -39,31 +39,29 @@ pub async fn status<F: Fleet>(
             return Ok(exit::USAGE);
         }
     };
-    let raw_record = fleet.read_record(cluster, Record::Run).await?;
-    let record = raw_record.as_deref().and_then(RunRecord::parse);
+    let record = fleet
+        .read_record(cluster, Record::Run)
+        .await?
+        .and_then(|v| RunRecord::parse(&v));
     let lease = fleet
         .read_record(cluster, Record::Lease)
         .await?
-        .and_then(|v| serde_json::from_str::<LeaseRecord>(&v).ok());
+        .and_then(|v| LeaseRecord::parse(&v));
     let group_marks = fleet.group_marks().await?;
     let prior = prior::gather(&inventory, journal.clone(), record.clone(), &group_marks);
     notes.extend(prior.warnings.iter().cloned());
     notes.extend(prior.unreadable.iter().cloned());
 
-    // The last run: the newer of the journal and the record on AWS.
-    let last = match (&journal, &record) {
-        (Some(j), Some(r)) if r.run > j.run => {
-            Some((r.run.clone(), r.status, r.started, r.updated, false))
-        }
-        (Some(j), _) => Some((j.run.clone(), j.status, j.started_at, j.updated_at, true)),
-        (None, Some(r)) => Some((r.run.clone(), r.status, r.started, r.updated, false)),
-        (None, None) => None,
+    // The last run, and whether this machine's journal is of it: the record on AWS where
+    // it supersedes the journal (the same rule as resuming).
+    let last: Option<(RunRecord, bool)> = match (journal.as_ref().map(RunRecord::of), record) {
+        (Some(local), Some(aws)) if aws.supersedes(&local) => Some((aws, false)),
+        (Some(local), _) => Some((local, true)),
+        (None, aws) => aws.map(|r| (r, false)),
     };
+    let local = last.as_ref().is_some_and(|(_, local)| *local);
     let mut instances: Vec<Value> = Vec::new();
-    if let Some(journal) = journal
-        .as_ref()
-        .filter(|j| last.as_ref().is_some_and(|l| l.0 == j.run))
-    {
+    if let Some(journal) = journal.as_ref().filter(|_| local) {
         for (id, entry) in &journal.instances {
             let mut value = serde_json::to_value(&entry.state).unwrap_or(Value::Null);
             value["instance_id"] = json!(id);
@@ -75,17 +73,13 @@ pub async fn status<F: Fleet>(
             instances.push(json!({"instance_id": id, "state": "done", "at": rfc3339(done.at), "source": "marker on the container instance"}));
         }
     }
-    let mut owed: Vec<String> = Vec::new();
-    if prior.owes() {
-        owed.extend(
-            prior
-                .describe()
-                .lines()
-                .filter(|l| l.starts_with("Owed"))
-                .map(str::to_string),
-        );
-    }
-    let unfinished = last.as_ref().is_some_and(|l| l.1 != RunStatus::Finished)
+    let owed = prior.debts();
+    let journal_path = store
+        .filter(|_| local)
+        .map(|s| s.path(&key).display().to_string());
+    let unfinished = last
+        .as_ref()
+        .is_some_and(|(r, _)| r.status != RunStatus::Finished)
         || prior.owes()
         || !prior.unreadable.is_empty();
     match output {
@@ -95,9 +89,9 @@ pub async fn status<F: Fleet>(
                 "kind": "status",
                 "cluster": inventory.cluster.name,
                 "region": inventory.cluster.region,
-                "run": last.as_ref().map(|(run, status, started, updated, local)| json!({
-                    "id": run, "status": status, "started": rfc3339(*started), "updated": rfc3339(*updated),
-                    "journal": if *local { store.map(|s| s.path(&key).display().to_string()) } else { None },
+                "run": last.as_ref().map(|(r, _)| json!({
+                    "id": r.run, "status": r.status, "started": rfc3339(r.started),
+                    "updated": rfc3339(r.updated), "journal": journal_path,
                 })),
                 "lease": lease.as_ref().map(|l| json!({
                     "owner": l.owner, "started": rfc3339(l.started), "expires": rfc3339(l.expires),
@@ -115,20 +109,20 @@ pub async fn status<F: Fleet>(
             );
             match &last {
                 None => text.push_str("No run on record.\n"),
-                Some((run, status, started, updated, local)) => {
-                    let status = serde_json::to_value(status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
+                Some((r, _)) => {
                     text.push_str(&format!(
-                        "Run {run}: {status}, started {}, last change {}\n",
-                        rfc3339(*started),
-                        rfc3339(*updated)
+                        "Run {}: {}, started {}, last change {}\n",
+                        r.run,
+                        r.status,
+                        rfc3339(r.started),
+                        rfc3339(r.updated)
                     ));
-                    text.push_str(&match (local, store) {
-                        (true, Some(store)) => format!("Journal: {}\n", store.path(&key).display()),
-                        _ => "Journal: none on this machine; shown from the records kept on AWS\n"
-                            .into(),
+                    text.push_str(&match &journal_path {
+                        Some(path) => format!("Journal: {path}\n"),
+                        None => {
+                            "Journal: none on this machine; shown from the records kept on AWS\n"
+                                .into()
+                        }
                     });
                 }
             }

@@ -366,7 +366,10 @@ mod tests {
     fn records_of_an_unknown_format_are_refused_with_the_value_named() {
         for value in ["v2 20270115T080000Z-1234 activate", "", "v1", "v1 r1 fly"] {
             let error = InstanceOwed::parse(value).unwrap_err();
-            assert!(error.to_string().contains(value), "{error}");
+            assert!(
+                error.to_string().contains(&format!("\"{value}\"")),
+                "{error}"
+            );
         }
         assert!(DoneMark::parse("v1 20270115T080000Z-1234 soon").is_err());
         assert!(

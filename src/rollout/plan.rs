@@ -102,6 +102,14 @@ pub fn plan(
 }
 
 impl RolloutPlan {
+    /// Targets still to restart: those without a preset state (done or under way).
+    pub fn to_restart(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|t| !self.preset.iter().any(|(id, _)| id == &t.instance_id))
+            .count()
+    }
+
     /// The findings `--force` overrides, one per id.
     pub fn overrides(&self) -> Vec<Override> {
         let mut overrides: Vec<Override> = Vec::new();

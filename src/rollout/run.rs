@@ -737,10 +737,17 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 }
             };
             let open = self.in_flight(&commands);
+            // One cancel per command (best effort: AWS may be what failed).
+            let mut by_command: BTreeMap<&CommandId, Vec<String>> = BTreeMap::new();
             for id in &open {
                 if let Some((command, _)) = commands.get(id) {
-                    let _ = self.fleet.cancel(command, std::slice::from_ref(id)).await;
+                    by_command.entry(command).or_default().push(id.clone());
                 }
+            }
+            for (command, ids) in by_command {
+                let _ = self.fleet.cancel(command, &ids).await;
+            }
+            for id in &open {
                 self.apply(
                     id,
                     Event::Abandoned {

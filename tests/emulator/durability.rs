@@ -354,20 +354,33 @@ async fn restore_records_an_earlier_run_left_are_paid_on_aws_and_removed() {
         .send()
         .await
         .unwrap();
-    let target = described
-        .container_instances()
-        .iter()
-        .find(|ci| ci.ec2_instance_id() == Some(asg_instance.as_str()))
-        .unwrap()
-        .container_instance_arn()
-        .unwrap()
-        .to_string();
+    let arn_of = |instance: &str| {
+        described
+            .container_instances()
+            .iter()
+            .find(|ci| ci.ec2_instance_id() == Some(instance))
+            .unwrap()
+            .container_instance_arn()
+            .unwrap()
+            .to_string()
+    };
+    let target = arn_of(&asg_instance);
+    // The dead run had drained it; an operator drained another one.
+    let operator_drained = arn_of(&scenario.instances[0]);
+    ecs.update_container_instances_state()
+        .cluster(CLUSTER)
+        .container_instances(&target)
+        .container_instances(&operator_drained)
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
     ecs.put_attributes()
         .cluster(CLUSTER)
         .attributes(
             aws_sdk_ecs::types::Attribute::builder()
                 .name("privlink-restart.owes")
-                .value("v1 20261126T100000Z-0001 unprotect")
+                .value("v1 20261126T100000Z-0001 activate unprotect")
                 .target_id(&target)
                 .build()
                 .unwrap(),
@@ -422,13 +435,31 @@ async fn restore_records_an_earlier_run_left_are_paid_on_aws_and_removed() {
         .describe_container_instances()
         .cluster(CLUSTER)
         .container_instances(&target)
+        .container_instances(&operator_drained)
         .send()
         .await
         .unwrap();
-    assert!(after.container_instances()[0]
+    let status = |arn: &str| {
+        after
+            .container_instances()
+            .iter()
+            .find(|ci| ci.container_instance_arn() == Some(arn))
+            .unwrap()
+    };
+    assert_eq!(status(&target).status(), Some("ACTIVE"));
+    assert!(status(&target)
         .attributes()
         .iter()
         .all(|a| a.name() != "privlink-restart.owes"));
+    assert_eq!(
+        status(&operator_drained).status(),
+        Some("DRAINING"),
+        "the operator's drain stays"
+    );
+    // ACTIVE again, it was planned anew and restarted; the operator's was left alone.
+    let sent = commands_per_instance(&emulator);
+    assert_eq!(sent.get(&asg_instance), Some(&1), "{sent:?}");
+    assert_eq!(sent.get(&scenario.instances[0]), None, "{sent:?}");
 }
 
 #[tokio::test]
