@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::plan;
 use crate::report::OutputFormat;
+use crate::rollout::run::Strategy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -116,6 +117,38 @@ pub struct CutoverArgs {
     /// How often AWS is read while a wave is in flight
     #[arg(long, default_value = "1s", value_parser = plan::parse_duration, help_heading = "Rollout")]
     pub poll_interval: std::time::Duration,
+
+    /// Where SSM cannot restart an agent: drain and reboot the instance (auto), never reboot (restart), or drain and reboot every instance (reboot)
+    #[arg(long, value_enum, default_value_t = Strategy::Auto, help_heading = "Fallback")]
+    pub strategy: Strategy,
+
+    /// Instances drained or rebooting at once (they count toward --max-unavailable too)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100), help_heading = "Fallback")]
+    pub max_reboots: u32,
+
+    /// How long a drain may take (and a wait for the services to settle), e.g. 15m
+    #[arg(long, default_value = "15m", value_parser = plan::parse_step_timeout, help_heading = "Fallback")]
+    pub drain_timeout: std::time::Duration,
+
+    /// How long an instance may take to come back after its reboot, e.g. 15m
+    #[arg(long, default_value = "15m", value_parser = plan::parse_step_timeout, help_heading = "Fallback")]
+    pub reboot_timeout: std::time::Duration,
+
+    /// Hold a drained instance in Standby instead of scale-in protection
+    #[arg(long, help_heading = "Fallback")]
+    pub use_standby: bool,
+
+    /// Drain even when the placement check finds the tasks will not fit elsewhere
+    #[arg(long, help_heading = "Safety")]
+    pub skip_capacity_check: bool,
+
+    /// Reboot instances running tasks outside any service (those tasks are killed)
+    #[arg(long, help_heading = "Safety")]
+    pub reboot_standalone_tasks: bool,
+
+    /// Reboot when the drain times out, rather than put the instance back and fail it
+    #[arg(long, help_heading = "Safety")]
+    pub reboot_after_drain_timeout: bool,
 
     /// Only these EC2 instance ids (comma-separated)
     #[arg(long, value_delimiter = ',', help_heading = "Selection")]

@@ -20,7 +20,7 @@ use privlink_restart::plan::{CheckPlan, IamPolicyPlan};
 use privlink_restart::preflight::{self, PreflightOptions};
 use privlink_restart::report::{self, CheckReport, Colour, OutputFormat};
 use privlink_restart::rollout::plan::Selection;
-use privlink_restart::rollout::run::RolloutConfig;
+use privlink_restart::rollout::run::{FallbackConfig, RolloutConfig};
 use privlink_restart::rollout::script::RestartMethod;
 use privlink_restart::rollout::waves::WavePolicy;
 use privlink_restart::{exit, fleet};
@@ -250,6 +250,17 @@ fn cutover_plan(
                 RestartMethodArg::Systemd => RestartMethod::Systemd,
                 RestartMethodArg::Upstart => RestartMethod::Upstart,
                 RestartMethodArg::Docker => RestartMethod::Docker,
+            },
+            fallback: FallbackConfig {
+                strategy: args.strategy,
+                max_reboots: args.max_reboots as usize,
+                drain_timeout: args.drain_timeout,
+                reboot_timeout: args.reboot_timeout,
+                use_standby: args.use_standby,
+                skip_capacity_check: args.skip_capacity_check,
+                reboot_standalone_tasks: args.reboot_standalone_tasks,
+                reboot_after_drain_timeout: args.reboot_after_drain_timeout,
+                ..FallbackConfig::default()
             },
             ..RolloutConfig::default()
         },

@@ -109,6 +109,16 @@ pub fn parse_agent_timeout(raw: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// `--drain-timeout`, `--reboot-timeout`: 1 minute to 24 hours.
+pub fn parse_step_timeout(raw: &str) -> Result<std::time::Duration, String> {
+    let timeout = parse_duration(raw)?;
+    if (60..=86_400).contains(&timeout.as_secs()) {
+        Ok(timeout)
+    } else {
+        Err(format!("\"{raw}\" is outside 1m..24h"))
+    }
+}
+
 /// `--lease-interval`: 1 second to 10 minutes.
 pub fn parse_lease_interval(raw: &str) -> Result<std::time::Duration, String> {
     let interval = parse_duration(raw)?;
@@ -228,6 +238,10 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert!(parse_agent_timeout("5m").is_ok());
+        assert!(parse_step_timeout("15m").is_ok());
+        for bad in ["30s", "25h", "soon"] {
+            assert!(parse_step_timeout(bad).is_err(), "{bad}");
+        }
         for bad in ["0s", "10s", "49h"] {
             assert!(parse_agent_timeout(bad).is_err(), "{bad}");
         }

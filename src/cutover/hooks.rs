@@ -3,12 +3,14 @@
 //! requests (an interrupt, the lease lost) passed on.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::Console;
 use crate::clock::{unix_seconds, Clock};
-use crate::journal::{InstanceEntry, Journal, JournalStore};
+use crate::journal::marks::{GroupOwed, InstanceDebt};
+use crate::journal::{InstanceEntry, InstanceObligation, Journal, JournalStore};
 use crate::lease::LeaseStatus;
 use crate::report::{self, ProgressView, Timings};
 use crate::rollout::run::{Hooks, RolloutEvent};
@@ -69,6 +71,16 @@ impl<C: Clock + ?Sized> Hooks for RunHooks<'_, C> {
         }
         if self.json {
             self.console.out(&report::render_event_json(&event));
+        } else if let (
+            None,
+            RolloutEvent::Notice {
+                instance_id,
+                message,
+                ..
+            },
+        ) = (self.progress.as_deref(), &event)
+        {
+            self.console.err(&format!("{instance_id}: {message}\n"));
         }
         if let (
             Some(keeping),
@@ -105,6 +117,42 @@ impl<C: Clock + ?Sized> Hooks for RunHooks<'_, C> {
         }
         self.dirty = false;
         Ok(())
+    }
+
+    fn owe_instance(
+        &mut self,
+        instance_id: &str,
+        container_instance_arn: &str,
+        debts: &BTreeSet<InstanceDebt>,
+    ) {
+        if let Some(keeping) = self.journal.as_mut() {
+            if debts.is_empty() {
+                keeping.journal.owed_instances.remove(instance_id);
+            } else {
+                keeping.journal.owed_instances.insert(
+                    instance_id.to_string(),
+                    InstanceObligation {
+                        container_instance_arn: container_instance_arn.to_string(),
+                        debts: debts.clone(),
+                    },
+                );
+            }
+            self.dirty = true;
+        }
+    }
+
+    fn owe_group(&mut self, group: &str, owed: &GroupOwed) {
+        if let Some(keeping) = self.journal.as_mut() {
+            if owed.is_empty() {
+                keeping.journal.owed_groups.remove(group);
+            } else {
+                keeping
+                    .journal
+                    .owed_groups
+                    .insert(group.to_string(), owed.clone());
+            }
+            self.dirty = true;
+        }
     }
 
     fn stop_reason(&mut self) -> Option<String> {

@@ -22,7 +22,7 @@ use crate::preflight::{self, PreflightOptions, Severity};
 use crate::report::{self, Colour, OutputFormat, ProgressView, SummaryRow, Timings};
 use crate::rollout::plan::{plan, RolloutPlan, Selection};
 use crate::rollout::run::{roll, RolloutConfig, RolloutInput};
-use crate::rollout::state::InstanceState;
+use crate::rollout::state::{InstanceState, Proof};
 use crate::rollout::waves::{plan_waves, Candidate};
 use hooks::{Keeping, RunHooks};
 use prior::{Prior, RunRecord, RUN_RECORD_SCHEMA};
@@ -112,11 +112,13 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     let inventory = fleet.discover(&cutover.cluster).await?;
     let cluster = inventory.cluster.name.clone();
     let checked = preflight::run(&inventory, cutover.preflight);
+    let strategy = cutover.rollout.fallback.strategy;
     let mut rollout_plan = plan(
         &inventory,
         &checked,
         &cutover.selection,
         cutover.rollout.waves,
+        strategy,
     );
     if human {
         console.err(&format!(
@@ -394,7 +396,13 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             if settled.activated {
                 inventory = fleet.discover(&cluster).await?;
                 let checked = preflight::run(&inventory, cutover.preflight);
-                rollout_plan = plan(&inventory, &checked, &cutover.selection, cutover.rollout.waves);
+                rollout_plan = plan(
+                    &inventory,
+                    &checked,
+                    &cutover.selection,
+                    cutover.rollout.waves,
+                    strategy,
+                );
                 apply_prior(&mut rollout_plan, &prior, cutover);
             }
         }
@@ -615,15 +623,29 @@ fn apply_prior(plan: &mut RolloutPlan, prior: &Prior, cutover: &CutoverPlan) {
         false
     });
     for target in &plan.targets {
-        if let Some(state) = prior.in_flight.get(&target.instance_id) {
-            plan.preset
-                .push((target.instance_id.clone(), state.clone()));
-        }
+        let state = match prior.in_flight.get(&target.instance_id) {
+            // A reboot proven before the run stopped: settling put back the holds.
+            Some(InstanceState::Restoring { proof }) => InstanceState::Done {
+                evidence: Proof::Reboot(proof.clone()),
+            },
+            // A drain or reboot cut short: settling put back what it changed; it starts
+            // over when its turn comes.
+            Some(state) if state.is_in_fallback() => InstanceState::NeedsReboot {
+                reason: format!(
+                    "the earlier run's {} was cut short; what it changed was put back",
+                    state.name()
+                ),
+            },
+            Some(state) => state.clone(),
+            None => continue,
+        };
+        plan.preset.retain(|(id, _)| id != &target.instance_id);
+        plan.preset.push((target.instance_id.clone(), state));
     }
     let pending: Vec<Candidate> = plan
         .targets
         .iter()
-        .filter(|t| !prior.in_flight.contains_key(&t.instance_id))
+        .filter(|t| !plan.preset.iter().any(|(id, _)| id == &t.instance_id))
         .map(|t| Candidate {
             instance_id: t.instance_id.clone(),
             availability_zone: t.availability_zone.clone(),
@@ -642,7 +664,7 @@ fn summary_rows(
         .iter()
         .map(|(id, state)| {
             let action = match state.name() {
-                "failed" => "reboot",
+                "needs-reboot" => "reboot",
                 "restarting" | "reconnecting" => "restart",
                 _ => "none",
             };
@@ -656,11 +678,13 @@ fn summary_rows(
         })
         .collect();
     for target in &plan.targets {
-        let row = SummaryRow {
-            zone: target.availability_zone.clone(),
-            action: "restart",
-        };
-        rows.insert(target.instance_id.clone(), row);
+        rows.entry(target.instance_id.clone())
+            .or_insert_with(|| SummaryRow {
+                zone: target.availability_zone.clone(),
+                action: "restart",
+            })
+            .zone
+            .clone_from(&target.availability_zone);
     }
     rows
 }
@@ -675,6 +699,7 @@ mod tests {
     use super::*;
     use crate::clock::SimClock;
     use crate::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
+    use crate::rollout::run::Strategy;
 
     #[derive(Default)]
     pub(super) struct Recorder {
@@ -857,6 +882,7 @@ mod tests {
         let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
         let mut plan = cutover(OutputFormat::Json);
         plan.assume_yes = true;
+        plan.rollout.fallback.strategy = Strategy::Restart;
         let mut console = Recorder::default();
         let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
             .await

@@ -15,8 +15,8 @@ use crate::journal::marks::{
     DoneMark, GroupOwed, InstanceDebt, InstanceOwed, RunId, DONE_ATTRIBUTE, OWES_ATTRIBUTE,
 };
 use crate::journal::{InstanceObligation, Journal, RunStatus};
-use crate::rollout::script::Evidence;
 use crate::rollout::state::InstanceState;
+use crate::rollout::state::Proof;
 
 /// The run record kept in SSM ([`crate::fleet::Record::Run`]): which run is under way on
 /// the cluster, so a fresh machine knows which done markers belong to it.
@@ -65,7 +65,7 @@ impl RunRecord {
 pub struct DoneEarlier {
     pub at: i64,
     /// From the journal; a marker on AWS carries none.
-    pub evidence: Option<Evidence>,
+    pub evidence: Option<Proof>,
 }
 
 /// Everything earlier runs left.

@@ -400,6 +400,7 @@ async fn debts_left_by_an_earlier_run_are_paid_first_and_operator_state_is_kept(
                     .map(String::from)
                     .into(),
                 owes_tag: Some(group_owed),
+                ..SimGroup::default()
             },
         )
         .with_instance_held("i-000", true, false)

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 use super::{
-    AgentState, CommandId, Fleet, FleetError, InstanceMark, Invocation, Record, RestartRequest,
+    AgentState, AutoScaling, CommandId, Fleet, FleetError, InstanceHealth, InstanceMark,
+    Invocation, Record, RestartRequest, Workload,
 };
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, Platform};
 
 pub struct Crashing<'a, F> {
     inner: &'a F,
@@ -153,6 +154,33 @@ impl<F: Fleet + Sync> Fleet for Crashing<'_, F> {
     ) -> Result<(), FleetError> {
         self.pass().await;
         self.inner.set_standby(group, ids, standby).await
+    }
+    async fn workload(&self, cluster: &str) -> Result<Workload, FleetError> {
+        self.pass().await;
+        self.inner.workload(cluster).await
+    }
+    async fn auto_scaling(&self, cluster: &str, ids: &[String]) -> Result<AutoScaling, FleetError> {
+        self.pass().await;
+        self.inner.auto_scaling(cluster, ids).await
+    }
+    async fn instance_health(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, InstanceHealth>, FleetError> {
+        self.pass().await;
+        self.inner.instance_health(ids).await
+    }
+    async fn reboot(&self, ids: &[String]) -> Result<(), FleetError> {
+        self.pass().await;
+        self.inner.reboot(ids).await
+    }
+    async fn boot_ids(
+        &self,
+        ids: &[String],
+        platform: Platform,
+    ) -> Result<BTreeMap<String, String>, FleetError> {
+        self.pass().await;
+        self.inner.boot_ids(ids, platform).await
     }
     fn request_counts(&self) -> BTreeMap<String, u64> {
         self.inner.request_counts()

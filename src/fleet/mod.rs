@@ -9,6 +9,7 @@ pub mod aws;
 pub mod crashing;
 pub mod operations;
 pub mod sim;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,6 +19,7 @@ use serde::Serialize;
 
 use crate::inventory::{Inventory, Platform};
 use crate::rollout::script::RestartMethod;
+pub use workload::{AutoScaling, InstanceHealth, ServiceState, TaskInfo, Workload};
 
 /// A restart command for instances of one platform (at most 50: SSM's limit per call).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +226,40 @@ pub trait Fleet {
         instance_ids: &[String],
         standby: bool,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// The cluster's hosts (remaining CPU and memory, ports in use, attributes), its
+    /// services (placement rules, desired and running counts, deployments) and its
+    /// running tasks: what a drain decision needs.
+    fn workload(&self, cluster: &str) -> impl Future<Output = Result<Workload, FleetError>> + Send;
+
+    /// The Auto Scaling groups of these instances, with each instance's place in its
+    /// group, and whether the cluster's capacity providers manage termination
+    /// protection for a group.
+    fn auto_scaling(
+        &self,
+        cluster: &str,
+        instance_ids: &[String],
+    ) -> impl Future<Output = Result<AutoScaling, FleetError>> + Send;
+
+    /// EC2's view of the instances now; an instance EC2 no longer knows is absent.
+    fn instance_health(
+        &self,
+        instance_ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, InstanceHealth>, FleetError>> + Send;
+
+    /// Reboots the instances (`RebootInstances`).
+    fn reboot(
+        &self,
+        instance_ids: &[String],
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Each instance's boot id, read over SSM; instances it could not be read from
+    /// (not managed, not answering within a minute) are absent.
+    fn boot_ids(
+        &self,
+        instance_ids: &[String],
+        platform: Platform,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, FleetError>> + Send;
 
     /// AWS requests sent so far, per IAM action (`ecs:DescribeClusters` → 1).
     fn request_counts(&self) -> BTreeMap<String, u64>;

@@ -10,6 +10,9 @@
 //! than the limit it was given.
 
 mod records;
+mod workload;
+
+pub use workload::{FallbackLatencies, SimService};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -66,6 +69,16 @@ pub enum Fault {
     /// Tasks start and stop on the instance every 2 seconds, moving the container
     /// instance's `version` counter without any restart.
     TaskChurn,
+    /// Set DRAINING, its tasks never move.
+    DrainStuck,
+    /// After a reboot the instance never comes back: agent away, status checks failing.
+    RebootNeverReturns,
+    /// After a reboot the agent comes back but the EC2 status checks keep failing.
+    StatusChecksFail,
+    /// After a reboot the status checks pass but the agent never reconnects.
+    AgentNeverRejoins,
+    /// Terminated (a spot interruption) this long after it is set DRAINING.
+    TerminatedWhenDrained(Duration),
     /// The restart does nothing: the agent keeps running from before, and the evidence
     /// says so (its start is before the restart).
     RestartIneffective,
@@ -119,6 +132,15 @@ pub struct SimInstance {
     pub protected: bool,
     /// In Standby in its Auto Scaling group.
     pub standby: bool,
+    /// Registered CPU units and memory (MiB) for tasks.
+    pub cpu: i64,
+    pub memory: i64,
+    /// ENIs it can give awsvpc tasks.
+    pub enis: u32,
+    /// ECS attributes (for `memberOf`).
+    pub attributes: BTreeMap<String, String>,
+    /// When the simulated world terminated it (Auto Scaling, a spot interruption).
+    terminated_at: Option<Instant>,
 }
 
 impl SimInstance {
@@ -138,6 +160,11 @@ impl SimInstance {
             marks: BTreeMap::new(),
             protected: false,
             standby: false,
+            cpu: 4096,
+            memory: 8192,
+            enis: 3,
+            attributes: BTreeMap::new(),
+            terminated_at: None,
         }
     }
 
@@ -164,6 +191,17 @@ impl SimInstance {
 
     pub fn with_fault(mut self, fault: Fault) -> SimInstance {
         self.faults.push(fault);
+        self
+    }
+
+    pub fn with_attribute(mut self, name: &str, value: &str) -> SimInstance {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn with_resources(mut self, cpu: i64, memory: i64) -> SimInstance {
+        self.cpu = cpu;
+        self.memory = memory;
         self
     }
 
@@ -231,14 +269,39 @@ struct State {
     marked_done: BTreeMap<String, Instant>,
     /// How long an SSM parameter read or write takes, so that racing runs interleave.
     record_latency: Duration,
+    /// The drain-and-reboot world: services, tasks, reboots.
+    world: workload::World,
 }
 
-/// An Auto Scaling group's state as far as the tool touches it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An Auto Scaling group's state as far as the tool touches it. Its desired capacity is
+/// the number of its instances in service.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimGroup {
     pub suspended: BTreeSet<String>,
     /// The value of the tool's restore-record tag.
     pub owes_tag: Option<String>,
+    pub min_size: i32,
+    pub max_size: i32,
+    pub instance_refresh: bool,
+    /// A capacity provider with managed termination protection owns the group.
+    pub managed_termination_protection: bool,
+    /// A capacity provider with managed scaling scales in an emptied instance that is
+    /// not protected (nor in Standby) a minute after it empties.
+    pub managed_scaling: bool,
+}
+
+impl Default for SimGroup {
+    fn default() -> Self {
+        SimGroup {
+            suspended: BTreeSet::new(),
+            owes_tag: None,
+            min_size: 0,
+            max_size: 1000,
+            instance_refresh: false,
+            managed_termination_protection: false,
+            managed_scaling: false,
+        }
+    }
 }
 
 /// An in-memory cluster; see the module docs.
@@ -282,6 +345,7 @@ impl SimFleet {
                 parameters: BTreeMap::new(),
                 marked_done: BTreeMap::new(),
                 record_latency: Duration::ZERO,
+                world: workload::World::default(),
             }),
         }
     }
@@ -332,6 +396,7 @@ impl SimFleet {
         instance
             .terminated_after()
             .is_some_and(|after| now >= self.created + after)
+            || instance.terminated_at.is_some_and(|at| now >= at)
     }
 
     /// Counts a call and decides whether it is throttled.
@@ -537,6 +602,40 @@ impl SimFleet {
         }
     }
 
+    /// Whether the agent is connected at `now`, and the container instance's version
+    /// counter. The latest restart or reboot decides; changes count up the version like
+    /// ECS does.
+    fn agent_at(&self, state: &State, instance: &SimInstance, now: Instant) -> (bool, i64) {
+        let mut connected = !instance.has(Fault::AgentDown);
+        let mut version = 1;
+        if instance.has(Fault::TaskChurn) {
+            let churn = now.duration_since(self.created).as_secs() / 2;
+            version += i64::try_from(churn).unwrap_or(i64::MAX - 1);
+        }
+        let mut changes: Vec<(Instant, Option<Instant>)> = state
+            .commands
+            .values()
+            .filter_map(|timelines| timelines.get(&instance.id))
+            .filter_map(|t| {
+                let (down, up) = t.away?;
+                Some((t.sent + down, up.map(|up| t.sent + up)))
+            })
+            .collect();
+        changes.extend(state.world.agent_away(&instance.id));
+        changes.sort();
+        for (down, up) in changes {
+            if now >= down {
+                version += 1;
+                connected = false;
+                if up.is_some_and(|up| now >= up) {
+                    version += 1;
+                    connected = true;
+                }
+            }
+        }
+        (connected, version)
+    }
+
     /// The instance ids of every command sent, in order.
     pub fn sent_commands(&self) -> Vec<Vec<String>> {
         let state = self.lock();
@@ -562,6 +661,9 @@ impl SimFleet {
             container_instance_arn: self.arn(&instance.id),
             availability_zone: instance.availability_zone.clone(),
             platform: instance.platform,
+            no_ssm: instance
+                .has(Fault::SsmOffline)
+                .then(|| "SSM does not manage the instance".to_string()),
         })
     }
 
@@ -799,6 +901,7 @@ impl Fleet for SimFleet {
         for _ in container_instance_arns.chunks(100) {
             self.call(&mut state, "ecs:DescribeContainerInstances")?;
         }
+        self.advance(&mut state, now);
         if cluster != self.cluster {
             return Err(FleetError::ClusterNotFound {
                 cluster: cluster.into(),
@@ -822,28 +925,7 @@ impl Fleet for SimFleet {
                 });
                 continue;
             }
-            // The latest restart decides; changes count up the version like ECS does.
-            let mut connected = !instance.has(Fault::AgentDown);
-            let mut version = 1;
-            if instance.has(Fault::TaskChurn) {
-                let churn = now.duration_since(self.created).as_secs() / 2;
-                version += i64::try_from(churn).unwrap_or(i64::MAX - 1);
-            }
-            for timelines in state.commands.values() {
-                let Some(t) = timelines.get(&instance.id) else {
-                    continue;
-                };
-                if let Some((down, up)) = t.away {
-                    if now >= t.sent + down {
-                        version += 1;
-                        connected = false;
-                        if up.is_some_and(|up| now >= t.sent + up) {
-                            version += 1;
-                            connected = true;
-                        }
-                    }
-                }
-            }
+            let (connected, version) = self.agent_at(&state, instance, now);
             answer.push(AgentState {
                 container_instance_arn: arn,
                 connected,
@@ -928,6 +1010,37 @@ impl Fleet for SimFleet {
         standby: bool,
     ) -> Result<(), FleetError> {
         self.standby(group, instance_ids, standby)
+    }
+
+    async fn workload(&self, cluster: &str) -> Result<crate::fleet::Workload, FleetError> {
+        self.read_workload(cluster)
+    }
+
+    async fn auto_scaling(
+        &self,
+        cluster: &str,
+        instance_ids: &[String],
+    ) -> Result<crate::fleet::AutoScaling, FleetError> {
+        self.read_auto_scaling(cluster, instance_ids)
+    }
+
+    async fn instance_health(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<BTreeMap<String, crate::fleet::InstanceHealth>, FleetError> {
+        self.read_health(instance_ids)
+    }
+
+    async fn reboot(&self, instance_ids: &[String]) -> Result<(), FleetError> {
+        self.start_reboot(instance_ids)
+    }
+
+    async fn boot_ids(
+        &self,
+        instance_ids: &[String],
+        platform: Platform,
+    ) -> Result<BTreeMap<String, String>, FleetError> {
+        self.read_boot_ids(instance_ids, platform)
     }
 
     fn request_counts(&self) -> BTreeMap<String, u64> {

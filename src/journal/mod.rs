@@ -388,6 +388,7 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::rollout::script::Evidence;
+    use crate::rollout::state::{Proof, RebootProof};
 
     fn key() -> JournalKey {
         JournalKey {
@@ -416,7 +417,26 @@ mod tests {
             "i-1".into(),
             InstanceEntry {
                 container_instance_arn: "arn:ci/1".into(),
-                state: InstanceState::Done { evidence },
+                state: InstanceState::Done {
+                    evidence: Proof::Restart(evidence),
+                },
+                at: 1_800_000_100,
+            },
+        );
+        journal.instances.insert(
+            "i-4".into(),
+            InstanceEntry {
+                container_instance_arn: "arn:ci/4".into(),
+                state: InstanceState::Done {
+                    evidence: Proof::Reboot(RebootProof {
+                        method: "reboot".into(),
+                        rebooted_at: 20,
+                        back_at: 90,
+                        boot_id_before: None,
+                        boot_id_after: None,
+                        disconnect_seen: true,
+                    }),
+                },
                 at: 1_800_000_100,
             },
         );

@@ -15,7 +15,7 @@ use super::{Colour, JSON_SCHEMA};
 use crate::inventory::Cluster;
 use crate::rollout::plan::{Override, RolloutPlan};
 use crate::rollout::run::{Outcome, RolloutConfig, RolloutEvent};
-use crate::rollout::state::InstanceState;
+use crate::rollout::state::{InstanceState, Proof};
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -30,6 +30,7 @@ pub fn render_plan_human(
 ) -> String {
     let mut out = String::new();
     let width = config.waves.max_unavailable.resolve(plan.targets.len());
+    let over_ssm: usize = plan.waves.iter().map(|w| w.instance_ids.len()).sum();
     let _ = writeln!(
         out,
         "{}",
@@ -39,7 +40,7 @@ pub fn render_plan_human(
                 "Plan for cluster {} ({}): restart {} over SSM in {}",
                 cluster.name,
                 cluster.region,
-                plural(plan.targets.len(), "agent", "agents"),
+                plural(over_ssm, "agent", "agents"),
                 plural(plan.waves.len(), "wave", "waves")
             )
         )
@@ -64,17 +65,58 @@ pub fn render_plan_human(
         };
         let _ = writeln!(out, "  {label:<18} {}", some_ids(&wave.instance_ids));
     }
-    let (reboot, skipped): (Vec<_>, Vec<_>) = plan
+    let reboot: Vec<_> = plan
         .preset
         .iter()
-        .partition(|(_, state)| matches!(state, InstanceState::Failed { .. }));
+        .filter(|(_, state)| matches!(state, InstanceState::NeedsReboot { .. }))
+        .collect();
+    let failed: Vec<_> = plan
+        .preset
+        .iter()
+        .filter(|(_, state)| matches!(state, InstanceState::Failed { .. }))
+        .collect();
+    let skipped: Vec<_> = plan
+        .preset
+        .iter()
+        .filter(|(_, state)| {
+            !matches!(
+                state,
+                InstanceState::NeedsReboot { .. } | InstanceState::Failed { .. }
+            )
+        })
+        .collect();
     if !reboot.is_empty() {
+        let fallback = &config.fallback;
         let _ = writeln!(
             out,
             "{}",
-            colour.paint("33", &format!("Need a reboot instead ({}):", reboot.len()))
+            colour.paint(
+                "33",
+                &format!(
+                    "Then drain and reboot, {} at a time ({}):",
+                    fallback.max_reboots,
+                    reboot.len()
+                )
+            )
         );
         for (id, state) in &reboot {
+            let _ = writeln!(out, "  {id:<21} {}", reason(state));
+        }
+        let _ = writeln!(
+            out,
+            "  each: placement check, Auto Scaling held ({}), DRAINING until its service tasks moved (--drain-timeout {}), reboot and proof (--reboot-timeout {}), then put back",
+            if fallback.use_standby { "Standby" } else { "scale-in protection, processes suspended" },
+            humantime(fallback.drain_timeout),
+            humantime(fallback.reboot_timeout)
+        );
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            colour.paint("31", &format!("Cannot be moved ({}):", failed.len()))
+        );
+        for (id, state) in &failed {
             let _ = writeln!(out, "  {id:<21} {}", reason(state));
         }
     }
@@ -87,8 +129,21 @@ pub fn render_plan_human(
     out
 }
 
+/// `15m`, `90s`, `1h30m`.
+fn humantime(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
 fn reason(state: &InstanceState) -> String {
     match state {
+        InstanceState::NeedsReboot { reason } => reason.clone(),
         InstanceState::Skipped { reason }
         | InstanceState::Failed { reason }
         | InstanceState::Gone { reason } => reason.clone(),
@@ -161,7 +216,10 @@ impl Timings {
             at,
         } = event
         {
-            if matches!(**state, InstanceState::Restarting { .. }) {
+            if matches!(
+                **state,
+                InstanceState::Restarting { .. } | InstanceState::Draining { .. }
+            ) {
                 self.started.entry(instance_id.clone()).or_insert(*at);
             }
             if state.is_final() {
@@ -179,7 +237,8 @@ impl Timings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryRow {
     pub zone: String,
-    /// `restart`, `reboot` (needed, not done by this release) or `none`.
+    /// `restart`, `reboot` (drain and reboot) or `none`; an instance whose restart fell
+    /// back to a reboot shows `reboot` once it is done.
     pub action: &'static str,
 }
 
@@ -207,9 +266,17 @@ pub fn render_summary_human(
         let took = timings
             .took(id)
             .map_or_else(|| "-".to_string(), |s| format!("{s}s"));
-        let (zone, action) = rows
+        let (zone, mut action) = rows
             .get(id)
             .map_or(("-", "-"), |r| (r.zone.as_str(), r.action));
+        if matches!(
+            state,
+            InstanceState::Done {
+                evidence: Proof::Reboot(_)
+            }
+        ) {
+            action = "reboot";
+        }
         let result = colour.paint(code, &format!("{:<8}", state.name()));
         let _ = writeln!(
             out,
@@ -225,7 +292,7 @@ pub fn render_summary_human(
         outcome.count("failed"),
         outcome.count("gone"),
         outcome.count("skipped"),
-        outcome.count("pending"),
+        outcome.count("pending") + outcome.count("needs-reboot"),
     );
     if let Some(reason) = &outcome.halted {
         let _ = writeln!(
@@ -237,16 +304,47 @@ pub fn render_summary_human(
             )
         );
     }
-    let verdict = if outcome.count("failed") > 0 || outcome.count("pending") > 0 {
+    let unmoved = ["failed", "pending", "needs-reboot"]
+        .iter()
+        .map(|s| outcome.count(s))
+        .sum::<usize>();
+    let verdict = if unmoved > 0 {
         colour.paint("31", "Not every agent was moved: the failed ones need a reboot or a look (see the detail column).")
     } else {
-        colour.paint(
-            "32",
-            &format!(
-                "{} restarted and reconnected, with proof from each instance.",
-                plural(outcome.count("done"), "agent", "agents")
+        let rebooted = outcome
+            .states
+            .values()
+            .filter(|s| {
+                matches!(
+                    s,
+                    InstanceState::Done {
+                        evidence: Proof::Reboot(_)
+                    }
+                )
+            })
+            .count();
+        let restarted = outcome.count("done") - rebooted;
+        let what = match (restarted, rebooted) {
+            (_, 0) => format!(
+                "{} restarted and reconnected",
+                plural(restarted, "agent", "agents")
             ),
-        )
+            (0, _) => format!(
+                "{} rebooted and rejoined",
+                plural(rebooted, "instance", "instances")
+            ),
+            _ => format!(
+                "{} restarted and {} rebooted, every agent reconnected",
+                plural(restarted, "agent", "agents"),
+                plural(rebooted, "instance", "instances")
+            ),
+        };
+        let proof = if rebooted == 0 {
+            "with proof from each instance"
+        } else {
+            "with proof for each"
+        };
+        colour.paint("32", &format!("{what}, {proof}."))
     };
     let _ = writeln!(out, "{verdict}");
     out
@@ -321,10 +419,15 @@ impl ProgressView {
             RolloutEvent::WaveStarted {
                 number,
                 canary,
+                reboot,
                 instance_ids,
                 ..
             } => {
-                let kind = if *canary { " (canary)" } else { "" };
+                let kind = match (canary, reboot) {
+                    (_, true) => " (drain and reboot)",
+                    (true, _) => " (canary)",
+                    _ => "",
+                };
                 self.total
                     .set_message(format!("· wave {number}{kind}: {}", instance_ids.len()));
             }
@@ -362,6 +465,13 @@ impl ProgressView {
                         });
                     bar.set_message(state.name());
                 }
+            }
+            RolloutEvent::Notice {
+                instance_id,
+                message,
+                ..
+            } => {
+                let _ = self.bars.println(format!("{instance_id}: {message}"));
             }
             RolloutEvent::Halted { reason, .. } => {
                 self.total.set_message(format!("· halted: {reason}"))

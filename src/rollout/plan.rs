@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::run::Target;
+use super::run::{Strategy, Target};
 use super::state::InstanceState;
 use super::waves::{plan_waves, Candidate, Wave, WavePolicy};
 use crate::inventory::{ContainerInstance, Inventory};
@@ -56,24 +56,41 @@ pub fn plan(
     preflight: &Preflight,
     selection: &Selection,
     policy: WavePolicy,
+    strategy: Strategy,
 ) -> RolloutPlan {
     let mut targets = Vec::new();
     let mut preset = Vec::new();
     for instance in &inventory.container_instances {
         match decide(inventory, instance, selection) {
-            Ok(target) => targets.push(target),
+            Ok(target) => {
+                // Where SSM cannot restart the agent, the fallback reboots it (or, with
+                // `--strategy restart`, nothing can).
+                let fallback = match (&target.no_ssm, strategy) {
+                    (Some(why), Strategy::Restart) => Some(InstanceState::Failed {
+                        reason: format!("needs reboot: {why} (--strategy restart)"),
+                    }),
+                    (Some(why), _) => Some(InstanceState::NeedsReboot {
+                        reason: why.clone(),
+                    }),
+                    (None, Strategy::Reboot) => Some(InstanceState::NeedsReboot {
+                        reason: "--strategy reboot".into(),
+                    }),
+                    (None, _) => None,
+                };
+                if let Some(state) = fallback {
+                    preset.push((target.instance_id.clone(), state));
+                }
+                targets.push(target);
+            }
             Err(Preset::Skip(reason)) => preset.push((
                 instance.ec2_instance_id.clone(),
                 InstanceState::Skipped { reason },
-            )),
-            Err(Preset::Fail(reason)) => preset.push((
-                instance.ec2_instance_id.clone(),
-                InstanceState::Failed { reason },
             )),
         }
     }
     let candidates: Vec<Candidate> = targets
         .iter()
+        .filter(|t| !preset.iter().any(|(id, _)| id == &t.instance_id))
         .map(|t: &Target| Candidate {
             instance_id: t.instance_id.clone(),
             availability_zone: t.availability_zone.clone(),
@@ -128,7 +145,6 @@ impl RolloutPlan {
 /// How an instance that is not a target starts.
 enum Preset {
     Skip(String),
-    Fail(String),
 }
 
 fn skipped(reason: impl Into<String>) -> Preset {
@@ -171,23 +187,24 @@ fn decide(
         Some(_) => return Err(skipped("agent older than 1.25.1: update the agent first")),
         None => return Err(skipped("agent version unknown: check the agent first")),
     }
-    if let Ok(ssm) = &inventory.ssm_instances {
-        let why = match ssm.get(id) {
+    // SSM's list unreadable blocks the run in preflight (fail closed); here it is
+    // taken as reachable.
+    let no_ssm = match &inventory.ssm_instances {
+        Ok(ssm) => match ssm.get(id) {
             None => Some("SSM does not manage the instance".to_string()),
             Some(record) if record.ping_status != "Online" => {
                 Some(format!("SSM ping is {}", record.ping_status))
             }
             Some(_) => None,
-        };
-        if let Some(why) = why {
-            return Err(Preset::Fail(format!("needs reboot: {why}")));
-        }
-    }
+        },
+        Err(_) => None,
+    };
     Ok(Target {
         instance_id: id.clone(),
         container_instance_arn: instance.arn.clone(),
         availability_zone: ec2.availability_zone.clone(),
         platform: instance.platform,
+        no_ssm,
     })
 }
 
@@ -208,7 +225,7 @@ mod tests {
 
     fn plan_for(inventory: &Inventory, selection: &Selection) -> RolloutPlan {
         let preflight = run(inventory, PreflightOptions::default());
-        plan(inventory, &preflight, selection, policy())
+        plan(inventory, &preflight, selection, policy(), Strategy::Auto)
     }
 
     fn reason_of(plan: &RolloutPlan, id: &str) -> String {
@@ -280,20 +297,69 @@ mod tests {
     }
 
     #[test]
-    fn instances_ssm_cannot_reach_need_a_reboot() {
+    fn instances_ssm_cannot_reach_wait_for_a_reboot_or_fail_without_one() {
         let mut inventory = ready_inventory();
         let ssm = inventory.ssm_instances.as_mut().unwrap();
         ssm.remove("i-a");
         ssm.get_mut("i-b").unwrap().ping_status = "ConnectionLost".into();
-        let plan = plan_for(&inventory, &Selection::default());
-        assert_eq!(plan.targets.len(), 1);
+        let preflight = run(&inventory, PreflightOptions::default());
+        let state_of = |plan: &RolloutPlan, id: &str| {
+            plan.preset
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, s)| s.clone())
+        };
+        let auto = plan(
+            &inventory,
+            &preflight,
+            &Selection::default(),
+            policy(),
+            Strategy::Auto,
+        );
+        assert_eq!(auto.targets.len(), 3, "all three are the rollout's");
+        assert_eq!(auto.to_restart(), 1, "one restarts over SSM");
+        let waved: Vec<&str> = auto
+            .waves
+            .iter()
+            .flat_map(|w| w.instance_ids.iter().map(String::as_str))
+            .collect();
+        assert_eq!(waved, ["i-c"]);
         assert_eq!(
-            reason_of(&plan, "i-a"),
-            "needs reboot: SSM does not manage the instance"
+            state_of(&auto, "i-a"),
+            Some(InstanceState::NeedsReboot {
+                reason: "SSM does not manage the instance".into()
+            })
         );
         assert_eq!(
-            reason_of(&plan, "i-b"),
-            "needs reboot: SSM ping is ConnectionLost"
+            state_of(&auto, "i-b"),
+            Some(InstanceState::NeedsReboot {
+                reason: "SSM ping is ConnectionLost".into()
+            })
+        );
+        let restart = plan(
+            &inventory,
+            &preflight,
+            &Selection::default(),
+            policy(),
+            Strategy::Restart,
+        );
+        assert_eq!(
+            reason_of(&restart, "i-a"),
+            "needs reboot: SSM does not manage the instance (--strategy restart)"
+        );
+        let reboot = plan(
+            &inventory,
+            &preflight,
+            &Selection::default(),
+            policy(),
+            Strategy::Reboot,
+        );
+        assert!(reboot.waves.is_empty(), "nothing restarts over SSM");
+        assert_eq!(
+            state_of(&reboot, "i-c"),
+            Some(InstanceState::NeedsReboot {
+                reason: "--strategy reboot".into()
+            })
         );
     }
 

@@ -24,7 +24,7 @@ use crate::fleet::{
     EXECUTION_GRACE,
 };
 use crate::inventory::Platform;
-use crate::journal::marks::{DoneMark, RunId, DONE_ATTRIBUTE};
+use crate::journal::marks::{DoneMark, GroupOwed, InstanceDebt, RunId, DONE_ATTRIBUTE};
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
 const SEND_BATCH: usize = 50;
@@ -49,6 +49,59 @@ pub struct RolloutConfig {
     pub method: RestartMethod,
     /// How often the fleet is read while a wave is in flight.
     pub poll_interval: Duration,
+    /// Where SSM cannot restart the agent: drain and reboot, or not.
+    pub fallback: FallbackConfig,
+}
+
+/// Which instances may be drained and rebooted (`--strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Restart over SSM; drain and reboot where SSM cannot.
+    #[default]
+    Auto,
+    /// Only restart over SSM; instances SSM cannot restart fail with "needs reboot".
+    Restart,
+    /// Drain and reboot every instance.
+    Reboot,
+}
+
+/// How the drain-and-reboot fallback behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackConfig {
+    pub strategy: Strategy,
+    /// Instances draining or rebooting at once (`--max-reboots`).
+    pub max_reboots: usize,
+    /// How long a drain (and a wait for services to settle) may take (`--drain-timeout`).
+    pub drain_timeout: Duration,
+    /// How long an instance may take to come back after the reboot (`--reboot-timeout`).
+    pub reboot_timeout: Duration,
+    /// Hold the instance in Standby instead of scale-in protection (`--use-standby`).
+    pub use_standby: bool,
+    /// Drain even when the placement check says the tasks do not fit.
+    pub skip_capacity_check: bool,
+    /// Reboot instances that run tasks outside any service (they die).
+    pub reboot_standalone_tasks: bool,
+    /// Reboot when the drain timed out, rather than restore and fail.
+    pub reboot_after_drain_timeout: bool,
+    /// How often the cluster's tasks are read during a drain.
+    pub drain_poll: Duration,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            strategy: Strategy::Auto,
+            max_reboots: 1,
+            drain_timeout: Duration::from_secs(15 * 60),
+            reboot_timeout: Duration::from_secs(15 * 60),
+            use_standby: false,
+            skip_capacity_check: false,
+            reboot_standalone_tasks: false,
+            reboot_after_drain_timeout: false,
+            drain_poll: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for RolloutConfig {
@@ -65,6 +118,7 @@ impl Default for RolloutConfig {
             delivery_timeout: Duration::from_secs(60),
             method: RestartMethod::Auto,
             poll_interval: Duration::from_secs(1),
+            fallback: FallbackConfig::default(),
         }
     }
 }
@@ -76,6 +130,8 @@ pub struct Target {
     pub container_instance_arn: String,
     pub availability_zone: String,
     pub platform: Platform,
+    /// Why SSM cannot run commands on it (not managed, ping not Online); `None`: it can.
+    pub no_ssm: Option<String>,
 }
 
 /// What the orchestrator tells its reporter.
@@ -85,7 +141,16 @@ pub enum RolloutEvent {
     WaveStarted {
         number: usize,
         canary: bool,
+        /// A wave of the drain-and-reboot fallback.
+        reboot: bool,
         instance_ids: Vec<String>,
+        at: i64,
+    },
+    /// Something the operator should know that changes no state (an outage warning, a
+    /// check overridden).
+    Notice {
+        instance_id: String,
+        message: String,
         at: i64,
     },
     StateChanged {
@@ -129,6 +194,20 @@ pub trait Hooks {
     fn stop_reason(&mut self) -> Option<String> {
         None
     }
+
+    /// From now on the tool owes the instance these restores (none: it owes nothing).
+    /// Called before the change that creates a debt, and after a debt is paid; a
+    /// checkpoint follows before the change is made.
+    fn owe_instance(
+        &mut self,
+        _instance_id: &str,
+        _container_instance_arn: &str,
+        _debts: &BTreeSet<InstanceDebt>,
+    ) {
+    }
+
+    /// From now on the tool owes the group this (empty: nothing).
+    fn owe_group(&mut self, _group: &str, _owed: &GroupOwed) {}
 }
 
 /// A closure is hooks that only watch the events.
@@ -193,6 +272,8 @@ struct Rollout<'a, F, C: ?Sized> {
     bystanders: Vec<String>,
     /// Done instances whose marker is on AWS (or that were done before this rollout).
     marked: BTreeSet<String>,
+    /// What this rollout owes each Auto Scaling group (as its tag on AWS says).
+    group_owed: BTreeMap<String, GroupOwed>,
 }
 
 /// Restarts the input's targets in waves, marking each on AWS once it is proven done.
@@ -233,11 +314,22 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         resumed,
         bystanders,
         marked: BTreeSet::new(),
+        group_owed: BTreeMap::new(),
     };
     for (id, state) in preset {
         if matches!(state, InstanceState::Done { .. }) {
             rollout.marked.insert(id.clone());
         }
+        let state = match state {
+            InstanceState::NeedsReboot { reason }
+                if config.fallback.strategy == Strategy::Restart =>
+            {
+                InstanceState::Failed {
+                    reason: format!("{NEEDS_REBOOT}{reason} (--strategy restart)"),
+                }
+            }
+            other => other,
+        };
         rollout.set(&id, state);
     }
     let halted = match rollout.run().await {
@@ -289,10 +381,25 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         let Some(current) = self.states.get(id).cloned() else {
             return;
         };
+        // Whatever keeps SSM from proving a restart can be mended by a reboot, where the
+        // strategy allows; losing AWS cannot.
+        let rebootable = !matches!(event, Event::Abandoned { .. });
         let next = match current.clone().on(event).and_then(|s| match s {
             verifying @ InstanceState::Verifying { .. } => verifying.verified(),
             other => Ok(other),
         }) {
+            Ok(InstanceState::Failed { reason })
+                if rebootable
+                    && self.config.fallback.strategy != Strategy::Restart
+                    && !current.is_final() =>
+            {
+                InstanceState::NeedsReboot {
+                    reason: reason
+                        .strip_prefix(NEEDS_REBOOT)
+                        .unwrap_or(&reason)
+                        .to_string(),
+                }
+            }
             Ok(next) => next,
             Err(bug) => InstanceState::Failed {
                 reason: format!("internal error: {bug}"),
@@ -415,15 +522,38 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
     }
 
-    /// The waves; returns why it halted, if it did.
+    /// The restarts over SSM in waves, then the drains and reboots; returns why it
+    /// halted, if it did.
     async fn run(&mut self) -> Result<Option<String>, Interruption> {
         self.adopt().await?;
         let failures_before = self.failures();
-        let width = self
-            .config
-            .waves
-            .max_unavailable
-            .resolve(self.pending().len() + self.in_flight_count());
+        let width =
+            self.config.waves.max_unavailable.resolve(
+                self.pending().len() + self.in_flight_count() + self.needing_reboot().len(),
+            );
+        if let Some(halted) = self.ssm_waves(width, failures_before).await? {
+            return Ok(Some(halted));
+        }
+        self.reboots(width, failures_before).await
+    }
+
+    /// Too many failures since the rollout began: why it halts.
+    fn too_many_failures(&self, failures_before: usize) -> Option<String> {
+        let failures = self.failures() - failures_before;
+        (failures > self.config.max_failures).then(|| {
+            format!(
+                "{failures} instance(s) failed, more than --max-failures {}",
+                self.config.max_failures
+            )
+        })
+    }
+
+    /// The restarts over SSM, wave by wave.
+    async fn ssm_waves(
+        &mut self,
+        width: usize,
+        failures_before: usize,
+    ) -> Result<Option<String>, Interruption> {
         let mut waiting_since: Option<Instant> = None;
         loop {
             let mut pending = self.pending();
@@ -481,6 +611,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             self.hooks.event(RolloutEvent::WaveStarted {
                 number: self.waves_done,
                 canary: wave.canary,
+                reboot: false,
                 instance_ids: wave.instance_ids.clone(),
                 at,
             });
@@ -497,17 +628,24 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     wave.instance_ids.len()
                 )));
             }
-            let failures = self.failures() - failures_before;
-            if failures > self.config.max_failures {
-                return Ok(Some(format!(
-                    "{failures} instance(s) failed, more than --max-failures {}",
-                    self.config.max_failures
-                )));
+            if let Some(halted) = self.too_many_failures(failures_before) {
+                return Ok(Some(halted));
             }
             if !self.pending().is_empty() && !self.config.wave_pause.is_zero() {
                 self.pause(self.config.wave_pause).await;
             }
         }
+    }
+
+    /// Instances waiting for the fallback, in order.
+    fn needing_reboot(&self) -> Vec<String> {
+        self.states
+            .iter()
+            .filter(|(id, s)| {
+                matches!(s, InstanceState::NeedsReboot { .. }) && self.targets.contains_key(*id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn in_flight_count(&self) -> usize {
@@ -885,9 +1023,13 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     }
 }
 
+const NEEDS_REBOOT: &str = "needs reboot: ";
+
 fn needs_reboot(reason: &str) -> String {
-    format!("needs reboot: {reason}")
+    format!("{NEEDS_REBOOT}{reason}")
 }
+
+mod fallback;
 
 #[cfg(test)]
 mod tests;

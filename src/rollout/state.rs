@@ -4,12 +4,18 @@
 //! pending → restarting → reconnecting → verifying → done
 //!    │           │             │             │
 //!    └── skipped └──── failed / gone ────────┘
+//!                └──── needs-reboot → draining → rebooting → rejoining → restoring → done
 //! ```
 //!
 //! `restarting`: the restart command is out; `reconnecting`: the command reported its
 //! evidence and the tool waits for ECS to show the agent connected; `verifying`: every
 //! fact is in and the proof is judged. `failed` and `gone` can follow any active state:
 //! an instance that left the cluster (terminated, deregistered) is gone, not failed.
+//!
+//! Where SSM cannot restart the agent and the strategy allows, the instance `needs-reboot`
+//! and waits for its turn; the fallback (see `rollout::fallback`) then drains it,
+//! reboots it, waits for it to rejoin and puts back what it changed. Those steps are set
+//! by the fallback directly: each is a wait on the fleet, not a reaction to an event.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +37,31 @@ pub enum InstanceState {
         evidence: Evidence,
         agent_connected: bool,
     },
+    /// SSM could not restart the agent: waits for its turn to be drained and rebooted.
+    #[serde(rename = "needs-reboot")]
+    NeedsReboot {
+        reason: String,
+    },
+    /// DRAINING, waiting for its service tasks to move.
+    Draining {
+        reason: String,
+    },
+    /// `RebootInstances` sent at `at` (Unix seconds); waiting for it to go down.
+    Rebooting {
+        at: i64,
+        boot_id_before: Option<String>,
+    },
+    /// Seen down (or with a new boot id); waiting for status checks and the agent.
+    Rejoining {
+        at: i64,
+        boot_id_before: Option<String>,
+    },
+    /// Back; putting back what the tool changed.
+    Restoring {
+        proof: RebootProof,
+    },
     Done {
-        evidence: Evidence,
+        evidence: Proof,
     },
     Skipped {
         reason: String,
@@ -84,6 +113,11 @@ impl InstanceState {
             InstanceState::Restarting { .. } => "restarting",
             InstanceState::Reconnecting { .. } => "reconnecting",
             InstanceState::Verifying { .. } => "verifying",
+            InstanceState::NeedsReboot { .. } => "needs-reboot",
+            InstanceState::Draining { .. } => "draining",
+            InstanceState::Rebooting { .. } => "rebooting",
+            InstanceState::Rejoining { .. } => "rejoining",
+            InstanceState::Restoring { .. } => "restoring",
             InstanceState::Done { .. } => "done",
             InstanceState::Skipped { .. } => "skipped",
             InstanceState::Failed { .. } => "failed",
@@ -109,6 +143,17 @@ impl InstanceState {
             InstanceState::Restarting { .. }
                 | InstanceState::Reconnecting { .. }
                 | InstanceState::Verifying { .. }
+        ) || self.is_in_fallback()
+    }
+
+    /// Drained or rebooting: the fallback holds it (and owes it a restore).
+    pub fn is_in_fallback(&self) -> bool {
+        matches!(
+            self,
+            InstanceState::Draining { .. }
+                | InstanceState::Rebooting { .. }
+                | InstanceState::Rejoining { .. }
+                | InstanceState::Restoring { .. }
         )
     }
 
@@ -142,7 +187,11 @@ impl InstanceState {
             },
             (S::Restarting { .. }, Event::CommandFailed { reason }) => S::Failed { reason },
             (
-                S::Pending | S::Restarting { .. } | S::Reconnecting { .. } | S::Verifying { .. },
+                S::Pending
+                | S::Restarting { .. }
+                | S::Reconnecting { .. }
+                | S::Verifying { .. }
+                | S::NeedsReboot { .. },
                 Event::Vanished { reason },
             ) => S::Gone { reason },
             (state, event) => {
@@ -162,7 +211,9 @@ impl InstanceState {
                 evidence,
                 agent_connected,
             } => Ok(match judge(&evidence, agent_connected) {
-                Ok(()) => InstanceState::Done { evidence },
+                Ok(()) => InstanceState::Done {
+                    evidence: Proof::Restart(evidence),
+                },
                 Err(reason) => InstanceState::Failed { reason },
             }),
             other => Err(InvalidTransition {
@@ -171,6 +222,57 @@ impl InstanceState {
             }),
         }
     }
+}
+
+/// What proved an instance done: the restart script's evidence, or a reboot's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Proof {
+    Restart(Evidence),
+    Reboot(RebootProof),
+}
+
+impl std::fmt::Display for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proof::Restart(evidence) => evidence.fmt(f),
+            Proof::Reboot(proof) => proof.fmt(f),
+        }
+    }
+}
+
+/// What proved a reboot: a new boot id read over SSM, or ECS showing the agent
+/// disconnected after `RebootInstances` and connected again; then EC2 status checks OK
+/// and the agent connected. Times are Unix seconds on the tool's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootProof {
+    /// Always `reboot`: tells this proof from a restart's evidence.
+    pub method: String,
+    pub rebooted_at: i64,
+    pub back_at: i64,
+    pub boot_id_before: Option<String>,
+    pub boot_id_after: Option<String>,
+    pub disconnect_seen: bool,
+}
+
+impl std::fmt::Display for RebootProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.boot_id_before, &self.boot_id_after) {
+            (Some(before), Some(after)) if before != after => {
+                write!(f, "rebooted: boot id {} → {}", short(before), short(after))?
+            }
+            _ => write!(f, "rebooted: agent disconnected, then connected again")?,
+        }
+        write!(
+            f,
+            "; back after {}s, status checks OK, agent connected",
+            self.back_at - self.rebooted_at
+        )
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// A restart counts only with proof from the instance: the agent started after the
@@ -241,7 +343,7 @@ mod tests {
         assert_eq!(
             state,
             InstanceState::Done {
-                evidence: evidence(100, 102, 104)
+                evidence: Proof::Restart(evidence(100, 102, 104))
             }
         );
         assert!(state.is_final() && !state.is_in_flight());
@@ -370,7 +472,7 @@ mod tests {
             ),
             (
                 InstanceState::Done {
-                    evidence: evidence(1, 2, 3),
+                    evidence: Proof::Restart(evidence(1, 2, 3)),
                 },
                 sent(),
             ),

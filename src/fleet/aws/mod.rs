@@ -5,6 +5,7 @@
 mod commands;
 mod counter;
 mod discover;
+mod fallback;
 mod records;
 
 use std::collections::BTreeMap;
@@ -20,9 +21,10 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 use self::counter::RequestCounter;
 use super::{
-    AgentState, CommandId, Fleet, FleetError, InstanceMark, Invocation, Record, RestartRequest,
+    AgentState, AutoScaling, CommandId, Fleet, FleetError, InstanceHealth, InstanceMark,
+    Invocation, Record, RestartRequest, Workload,
 };
-use crate::inventory::{Inventory, Unreadable};
+use crate::inventory::{Inventory, Platform, Unreadable};
 
 /// How to reach AWS: the standard chain, overridden where the user said so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +228,37 @@ impl Fleet for AwsFleet {
         standby: bool,
     ) -> Result<(), FleetError> {
         records::set_standby(self, group, instance_ids, standby).await
+    }
+
+    async fn workload(&self, cluster: &str) -> Result<Workload, FleetError> {
+        fallback::workload(self, cluster).await
+    }
+
+    async fn auto_scaling(
+        &self,
+        cluster: &str,
+        instance_ids: &[String],
+    ) -> Result<AutoScaling, FleetError> {
+        fallback::auto_scaling(self, cluster, instance_ids).await
+    }
+
+    async fn instance_health(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<BTreeMap<String, InstanceHealth>, FleetError> {
+        fallback::instance_health(self, instance_ids).await
+    }
+
+    async fn reboot(&self, instance_ids: &[String]) -> Result<(), FleetError> {
+        fallback::reboot(self, instance_ids).await
+    }
+
+    async fn boot_ids(
+        &self,
+        instance_ids: &[String],
+        platform: Platform,
+    ) -> Result<BTreeMap<String, String>, FleetError> {
+        fallback::boot_ids(self, instance_ids, platform).await
     }
 
     fn request_counts(&self) -> BTreeMap<String, u64> {

@@ -191,11 +191,16 @@ impl SimFleet {
             self.call(&mut state, "ecs:UpdateContainerInstancesState")?;
         }
         self.known_cluster(cluster)?;
+        let now = Instant::now();
+        self.advance(&mut state, now);
+        let mut changed = Vec::new();
         for instance in &mut state.instances {
             if arns.contains(&self.arn(&instance.id)) {
                 instance.status = if draining { "DRAINING" } else { "ACTIVE" }.into();
+                changed.push(instance.id.clone());
             }
         }
+        self.drain_changed(&mut state, &changed, draining, now);
         Ok(())
     }
 
@@ -263,7 +268,7 @@ impl SimFleet {
         Ok(())
     }
 
-    fn known_cluster(&self, cluster: &str) -> Result<(), FleetError> {
+    pub(super) fn known_cluster(&self, cluster: &str) -> Result<(), FleetError> {
         if cluster == self.cluster {
             Ok(())
         } else {

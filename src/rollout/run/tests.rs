@@ -47,12 +47,18 @@ async fn roll_on(
     (outcome, events)
 }
 
+/// The SSM path alone (`--strategy restart`): what fails here fails, no reboot follows.
+/// The fallback has its own scenarios (`fallback_tests`).
 fn config(max_unavailable: MaxUnavailable, canary: usize) -> RolloutConfig {
     RolloutConfig {
         waves: WavePolicy {
             max_unavailable,
             canary,
             by_az: false,
+        },
+        fallback: FallbackConfig {
+            strategy: Strategy::Restart,
+            ..FallbackConfig::default()
         },
         ..RolloutConfig::default()
     }
@@ -344,6 +350,7 @@ async fn event_times_come_from_the_clock() {
         .map(|e| match e {
             RolloutEvent::WaveStarted { at, .. }
             | RolloutEvent::StateChanged { at, .. }
+            | RolloutEvent::Notice { at, .. }
             | RolloutEvent::Halted { at, .. } => *at,
         })
         .collect();

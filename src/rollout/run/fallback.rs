@@ -1,0 +1,995 @@
+//! The drain-and-reboot fallback, for instances whose agent SSM could not restart (or
+//! all of them with `--strategy reboot`): `--max-reboots` at a time, each batch through
+//! the same steps together.
+//!
+//! 1. Guards, before anything changes: no tasks outside a service (a reboot kills them),
+//!    the service tasks fit elsewhere (`capacity::check_drain`), the services with tasks
+//!    here settled, the Auto Scaling group in a state to hold the instance
+//!    (`hold::plan_holds`). A guard that fails skips or fails the instance untouched.
+//! 2. The debts are recorded — journal first, then on AWS — and only then are the holds
+//!    put on (scale-in protection or Standby, suspended processes) and the instance set
+//!    DRAINING.
+//! 3. Wait until no service task runs there (`--drain-timeout`), and again until the
+//!    services that had tasks here are back at their desired count.
+//! 4. `RebootInstances`, then wait for proof (`reboot::judge_reboot`) within
+//!    `--reboot-timeout`. An instance that does not come back halts the rollout.
+//! 5. Put back exactly what was changed, and only then clear the debts. An instance
+//!    terminated meanwhile is gone: its own debts are dropped (the group's are paid).
+//!
+//! Any failure after step 2 restores before the instance is marked failed. A restore
+//! that fails keeps its debt recorded, halts the rollout and names the `aws` command
+//! that finishes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Interruption, Rollout, RolloutEvent};
+use crate::clock::Clock;
+use crate::fleet::{Fleet, InstanceMark, Workload};
+use crate::journal::marks::{GroupOwed, InstanceDebt, InstanceOwed, OWES_ATTRIBUTE};
+use crate::rollout::capacity::{check_drain, MovingTask, Service};
+use crate::rollout::hold::{exit_standby_allowed, plan_holds, Holds};
+use crate::rollout::reboot::{judge_reboot, RebootSightings};
+use crate::rollout::state::{InstanceState, Proof, RebootProof};
+
+/// One instance the fallback holds: what it changed, so it can put back exactly that.
+#[derive(Debug, Clone)]
+struct Held {
+    id: String,
+    arn: String,
+    group: Option<String>,
+    holds: Holds,
+    /// The debts still owed (recorded on AWS and in the journal).
+    debts: BTreeSet<InstanceDebt>,
+    /// The services with tasks here when it was chosen.
+    services: BTreeSet<String>,
+    boot_id_before: Option<String>,
+    /// Why it needs the reboot (kept in the states it passes).
+    reason: String,
+}
+
+/// How a held instance ended its steps.
+enum Ending {
+    Proven(RebootProof),
+    Failed(String),
+    Gone(String),
+}
+
+impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
+    /// Drains and reboots every instance that needs it, `--max-reboots` at a time.
+    pub(super) async fn reboots(
+        &mut self,
+        width: usize,
+        failures_before: usize,
+    ) -> Result<Option<String>, Interruption> {
+        loop {
+            let queue = self.needing_reboot();
+            if queue.is_empty() {
+                return Ok(None);
+            }
+            if let Some(reason) = self.hooks.stop_reason() {
+                self.stopped = true;
+                return Ok(Some(reason));
+            }
+            let (still_away, _) = self.failed_and_away().await?;
+            let room = width
+                .saturating_sub(still_away)
+                .min(self.config.fallback.max_reboots.max(1));
+            if room == 0 {
+                return Ok(Some(format!(
+                    "{still_away} instance(s) outside the rollout or failed have their agent \
+                     disconnected, which uses up --max-unavailable {width}: no reboot starts"
+                )));
+            }
+            let batch: Vec<String> = queue.into_iter().take(room).collect();
+            self.waves_done += 1;
+            let at = self.now();
+            self.hooks.event(RolloutEvent::WaveStarted {
+                number: self.waves_done,
+                canary: false,
+                reboot: true,
+                instance_ids: batch.clone(),
+                at,
+            });
+            let halted = self.reboot_batch(&batch).await?;
+            self.mark_done().await?;
+            if halted.is_some() {
+                return Ok(halted);
+            }
+            if let Some(halted) = self.too_many_failures(failures_before) {
+                return Ok(Some(halted));
+            }
+        }
+    }
+
+    fn notice(&mut self, id: &str, message: String) {
+        let at = self.now();
+        self.hooks.event(RolloutEvent::Notice {
+            instance_id: id.to_string(),
+            message,
+            at,
+        });
+    }
+
+    fn reason_of(&self, id: &str) -> String {
+        match self.states.get(id) {
+            Some(InstanceState::NeedsReboot { reason }) => reason.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// One batch through every step; returns why the rollout halts, if it must.
+    async fn reboot_batch(&mut self, batch: &[String]) -> Result<Option<String>, Interruption> {
+        let chosen = self.guard(batch).await?;
+        if chosen.is_empty() {
+            return Ok(None);
+        }
+        let mut held = Vec::new();
+        let changed = self.hold(chosen, &mut held).await;
+        let mut endings: BTreeMap<String, Ending> = BTreeMap::new();
+        let steps = match changed {
+            Ok(()) => self.drain_and_reboot(&held, &mut endings).await,
+            Err(error) => Err(error),
+        };
+        let interrupted = match steps {
+            Ok(()) => None,
+            Err(error) => {
+                let why = match &error {
+                    Interruption::Aws(error) => format!("AWS error: {error}"),
+                    Interruption::Journal(error) => format!("cannot write the journal: {error}"),
+                };
+                for h in &held {
+                    endings
+                        .entry(h.id.clone())
+                        .or_insert_with(|| Ending::Failed(format!("stopped: {why}")));
+                }
+                Some(error)
+            }
+        };
+        let halt_on_return = held.iter().any(|h| {
+            matches!(endings.get(&h.id), Some(Ending::Failed(why)) if why.starts_with(NOT_BACK))
+        });
+        let unpaid = self.restore(&mut held, &endings).await;
+        for h in &held {
+            let state = match (unpaid.get(&h.id), endings.remove(&h.id)) {
+                (_, Some(Ending::Gone(reason))) => InstanceState::Gone { reason },
+                (Some(restore), Some(Ending::Failed(why))) => InstanceState::Failed {
+                    reason: format!("{why}; and putting it back failed: {restore}"),
+                },
+                (Some(restore), _) => InstanceState::Failed {
+                    reason: format!("rebooted, but putting it back failed: {restore}"),
+                },
+                (None, Some(Ending::Proven(proof))) => InstanceState::Done {
+                    evidence: Proof::Reboot(proof),
+                },
+                (None, Some(Ending::Failed(why))) => InstanceState::Failed { reason: why },
+                (None, None) => InstanceState::Failed {
+                    reason: "internal error: the reboot ended without a verdict".into(),
+                },
+            };
+            self.set(&h.id, state);
+        }
+        if let Some(error) = interrupted {
+            return Err(error);
+        }
+        if !unpaid.is_empty() {
+            return Ok(Some(format!(
+                "putting back what the tool changed failed on {}: nothing more is touched; \
+                 finish it with the commands above, or run again to retry",
+                unpaid.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if halt_on_return {
+            return Ok(Some(
+                "an instance did not come back after its reboot: something is wrong with the \
+                 fleet, so nothing else is rebooted"
+                    .into(),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// The guards that need no change: standalone tasks, placement, service health, Auto
+    /// Scaling. Returns the instances that pass, with the holds each needs.
+    async fn guard(&mut self, batch: &[String]) -> Result<Vec<Held>, Interruption> {
+        let agents = self.agents(batch).await?;
+        let mut candidates = Vec::new();
+        for id in batch {
+            match self
+                .agent_of(&agents, id)
+                .map(|a| a.status.as_deref() == Some("DRAINING"))
+            {
+                None => self.set(
+                    id,
+                    InstanceState::Gone {
+                        reason: "left the cluster before its reboot".into(),
+                    },
+                ),
+                Some(true) => self.set(
+                    id,
+                    InstanceState::Skipped {
+                        reason: "set DRAINING by someone else during the run: left alone".into(),
+                    },
+                ),
+                Some(false) => candidates.push(id.clone()),
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let workload = self.patiently(|| self.fleet.workload(self.cluster)).await?;
+        let fallback = self.config.fallback.clone();
+        let mut passed = Vec::new();
+        for id in &candidates {
+            let standalone: Vec<&str> = workload
+                .tasks_on(id)
+                .filter(|t| t.service().is_none())
+                .map(|t| t.task_arn.as_str())
+                .collect();
+            if !standalone.is_empty() {
+                let list = standalone.join(", ");
+                if fallback.reboot_standalone_tasks {
+                    self.notice(
+                        id,
+                        format!("the reboot kills {} task(s) outside any service: {list} (--reboot-standalone-tasks)", standalone.len()),
+                    );
+                } else {
+                    self.set(
+                        id,
+                        InstanceState::Skipped {
+                            reason: format!(
+                                "runs {} task(s) outside any service, which draining does not move and a reboot kills: {list}; stop them or pass --reboot-standalone-tasks",
+                                standalone.len()
+                            ),
+                        },
+                    );
+                    continue;
+                }
+            }
+            let check = placement(&workload, id, &candidates);
+            for warning in check.warnings {
+                self.notice(id, warning);
+            }
+            if !check.blocking.is_empty() {
+                let why = check.blocking.join("; ");
+                if fallback.skip_capacity_check {
+                    self.notice(
+                        id,
+                        format!(
+                            "drained despite the placement check (--skip-capacity-check): {why}"
+                        ),
+                    );
+                } else {
+                    self.set(
+                        id,
+                        InstanceState::Failed {
+                            reason: format!(
+                                "not drained: {why} (--skip-capacity-check to drain anyway)"
+                            ),
+                        },
+                    );
+                    continue;
+                }
+            }
+            let services = workload
+                .tasks_on(id)
+                .filter_map(|t| t.service())
+                .map(str::to_string)
+                .collect();
+            passed.push((id.clone(), services));
+        }
+        // Services that are short of tasks or deploying: wait (bounded) before draining.
+        let services: BTreeMap<String, BTreeSet<String>> = passed.iter().cloned().collect();
+        let unsettled = self.settle_services(&services, "draining").await?;
+        passed.retain(|(id, _)| match unsettled.get(id) {
+            Some(why) => {
+                self.set(
+                    id,
+                    InstanceState::Failed {
+                        reason: why.clone(),
+                    },
+                );
+                false
+            }
+            None => true,
+        });
+        if passed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = passed.iter().map(|(id, _)| id.clone()).collect();
+        let scaling = self
+            .patiently(|| self.fleet.auto_scaling(self.cluster, &ids))
+            .await?;
+        let tags = if scaling.members.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.patiently(|| self.fleet.group_marks()).await?
+        };
+        let mut chosen = Vec::new();
+        for (id, services) in passed {
+            let mut held = Held {
+                arn: self.targets[&id].container_instance_arn.clone(),
+                reason: self.reason_of(&id),
+                id: id.clone(),
+                group: None,
+                holds: Holds::default(),
+                debts: BTreeSet::new(),
+                services,
+                boot_id_before: None,
+            };
+            if let Some((name, member)) = scaling.members.get(&id) {
+                let skip = match scaling.groups.get(name) {
+                    None => Some(format!("its Auto Scaling group {name} could not be read")),
+                    Some(group) => match foreign_record(tags.get(name), self.cluster) {
+                        Some(other) => Some(format!(
+                            "Auto Scaling group {name} carries a restore record of cluster {other}: finish that cluster's run first"
+                        )),
+                        None => match plan_holds(group, member, fallback.use_standby) {
+                            Ok(holds) => {
+                                held.holds = holds;
+                                held.group = Some(name.clone());
+                                None
+                            }
+                            Err(why) => Some(why),
+                        },
+                    },
+                };
+                if let Some(reason) = skip {
+                    self.set(&id, InstanceState::Skipped { reason });
+                    continue;
+                }
+            }
+            chosen.push(held);
+        }
+        Ok(chosen)
+    }
+
+    /// Records the debts, then puts on the holds and sets DRAINING. `held` gets each
+    /// instance as soon as anything may have changed on it.
+    async fn hold(
+        &mut self,
+        mut chosen: Vec<Held>,
+        held: &mut Vec<Held>,
+    ) -> Result<(), Interruption> {
+        // The boot ids before anything changes (where SSM works).
+        let mut by_platform: BTreeMap<_, Vec<String>> = BTreeMap::new();
+        for h in &chosen {
+            let target = &self.targets[&h.id];
+            if target.no_ssm.is_none() {
+                by_platform
+                    .entry(target.platform)
+                    .or_default()
+                    .push(h.id.clone());
+            }
+        }
+        for (platform, ids) in by_platform {
+            let boots = self
+                .patiently(|| self.fleet.boot_ids(&ids, platform))
+                .await?;
+            for h in &mut chosen {
+                if let Some(boot) = boots.get(&h.id) {
+                    h.boot_id_before = Some(boot.clone());
+                }
+            }
+        }
+        // Debts first: journal, then AWS.
+        for h in &mut chosen {
+            h.debts = h.holds.instance_debts();
+            self.hooks.owe_instance(&h.id, &h.arn, &h.debts);
+            if let Some(group) = &h.group {
+                let owed = self
+                    .group_owed
+                    .entry(group.clone())
+                    .or_insert_with(|| GroupOwed {
+                        run: Some(self.run.clone()),
+                        cluster: self.cluster.to_string(),
+                        ..GroupOwed::default()
+                    });
+                owed.resume.extend(h.holds.suspend.iter().cloned());
+                if h.holds.standby {
+                    owed.exit_standby.insert(h.id.clone());
+                }
+            }
+        }
+        let groups: BTreeSet<String> = chosen.iter().filter_map(|h| h.group.clone()).collect();
+        for group in &groups {
+            let owed = self.group_owed[group].clone();
+            self.hooks.owe_group(group, &owed);
+        }
+        held.extend(chosen.iter().cloned());
+        self.checkpoint()?;
+        let marks = chosen
+            .iter()
+            .map(|h| owes_mark(&self.run, h))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.patiently(|| self.fleet.write_instance_marks(self.cluster, &marks))
+            .await?;
+        for group in &groups {
+            let value = self.group_owed[group]
+                .encode()
+                .map_err(|e| Interruption::Journal(e.to_string()))?;
+            self.patiently(|| self.fleet.write_group_mark(group, Some(&value)))
+                .await?;
+        }
+        // Then the holds, group by group.
+        for group in &groups {
+            let members: Vec<&Held> = chosen
+                .iter()
+                .filter(|h| h.group.as_ref() == Some(group))
+                .collect();
+            let protect: Vec<String> = members
+                .iter()
+                .filter(|h| h.holds.protect)
+                .map(|h| h.id.clone())
+                .collect();
+            if !protect.is_empty() {
+                self.patiently(|| self.fleet.set_scale_in_protection(group, &protect, true))
+                    .await?;
+            }
+            let suspend: BTreeSet<String> = members
+                .iter()
+                .flat_map(|h| h.holds.suspend.iter().cloned())
+                .collect();
+            if !suspend.is_empty() {
+                let suspend: Vec<String> = suspend.into_iter().collect();
+                self.patiently(|| self.fleet.set_processes_suspended(group, &suspend, true))
+                    .await?;
+            }
+            let standby: Vec<String> = members
+                .iter()
+                .filter(|h| h.holds.standby)
+                .map(|h| h.id.clone())
+                .collect();
+            if !standby.is_empty() {
+                self.patiently(|| self.fleet.set_standby(group, &standby, true))
+                    .await?;
+            }
+        }
+        let arns: Vec<String> = chosen.iter().map(|h| h.arn.clone()).collect();
+        self.patiently(|| self.fleet.set_draining(self.cluster, &arns, true))
+            .await?;
+        for h in &chosen {
+            self.set(
+                &h.id,
+                InstanceState::Draining {
+                    reason: h.reason.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the drain, the services, the reboot and the return; each instance ends
+    /// in `endings`.
+    async fn drain_and_reboot(
+        &mut self,
+        held: &[Held],
+        endings: &mut BTreeMap<String, Ending>,
+    ) -> Result<(), Interruption> {
+        self.wait_for_drain(held, endings).await?;
+        let services: BTreeMap<String, BTreeSet<String>> = held
+            .iter()
+            .filter(|h| !endings.contains_key(&h.id))
+            .map(|h| (h.id.clone(), h.services.clone()))
+            .collect();
+        for (id, why) in self.settle_services(&services, "rebooting").await? {
+            endings.insert(id, Ending::Failed(why));
+        }
+        let rebooting: Vec<&Held> = held
+            .iter()
+            .filter(|h| !endings.contains_key(&h.id))
+            .collect();
+        if rebooting.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = rebooting.iter().map(|h| h.id.clone()).collect();
+        let at = self.now();
+        for h in &rebooting {
+            self.set(
+                &h.id,
+                InstanceState::Rebooting {
+                    at,
+                    boot_id_before: h.boot_id_before.clone(),
+                },
+            );
+        }
+        self.checkpoint()?;
+        self.patiently(|| self.fleet.reboot(&ids)).await?;
+        self.wait_for_return(&rebooting, at, endings).await
+    }
+
+    /// Polls until no service task runs on the draining instances, they leave, or the
+    /// drain times out.
+    async fn wait_for_drain(
+        &mut self,
+        held: &[Held],
+        endings: &mut BTreeMap<String, Ending>,
+    ) -> Result<(), Interruption> {
+        let fallback = self.config.fallback.clone();
+        let deadline = Instant::now() + fallback.drain_timeout;
+        let mut drained: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let waiting: Vec<&Held> = held
+                .iter()
+                .filter(|h| !endings.contains_key(&h.id) && !drained.contains(&h.id))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            self.checkpoint()?;
+            tokio::time::sleep(fallback.drain_poll).await;
+            let ids: Vec<String> = waiting.iter().map(|h| h.id.clone()).collect();
+            let health = self.patiently(|| self.fleet.instance_health(&ids)).await?;
+            let workload = self.patiently(|| self.fleet.workload(self.cluster)).await?;
+            let timed_out = Instant::now() >= deadline;
+            for h in waiting {
+                if health.get(&h.id).is_none_or(|x| x.is_leaving()) {
+                    endings.insert(
+                        h.id.clone(),
+                        Ending::Gone("terminated while draining: nothing of it to put back".into()),
+                    );
+                    continue;
+                }
+                let left: Vec<&str> = workload
+                    .tasks_on(&h.id)
+                    .filter(|t| {
+                        t.service().is_some_and(|s| {
+                            workload.services.get(s).is_none_or(|s| !s.service.daemon)
+                        })
+                    })
+                    .map(|t| t.task_arn.as_str())
+                    .collect();
+                if left.is_empty() {
+                    drained.insert(h.id.clone());
+                } else if timed_out {
+                    let why = format!(
+                        "draining: {} service task(s) still ran after --drain-timeout {}s: {}",
+                        left.len(),
+                        fallback.drain_timeout.as_secs(),
+                        left.join(", ")
+                    );
+                    if fallback.reboot_after_drain_timeout {
+                        let message =
+                            format!("{why}; rebooting anyway (--reboot-after-drain-timeout)");
+                        self.notice(&h.id, message);
+                        drained.insert(h.id.clone());
+                    } else {
+                        endings.insert(h.id.clone(), Ending::Failed(why));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits (within `--drain-timeout`) until every service with tasks on each instance
+    /// runs its desired count and is not mid-deployment. Returns the instances whose
+    /// services did not settle, with why.
+    async fn settle_services(
+        &mut self,
+        services: &BTreeMap<String, BTreeSet<String>>,
+        before: &str,
+    ) -> Result<BTreeMap<String, String>, Interruption> {
+        let timeout = self.config.fallback.drain_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut announced = BTreeSet::new();
+        loop {
+            let workload = self.patiently(|| self.fleet.workload(self.cluster)).await?;
+            let mut unsettled: BTreeMap<String, String> = BTreeMap::new();
+            for (id, names) in services {
+                let why: Vec<String> = names
+                    .iter()
+                    .filter_map(|name| match workload.services.get(name) {
+                        Some(service) => service.unsettled(),
+                        None => None,
+                    })
+                    .collect();
+                if !why.is_empty() {
+                    unsettled.insert(id.clone(), why.join("; "));
+                }
+            }
+            if unsettled.is_empty() {
+                return Ok(unsettled);
+            }
+            if Instant::now() >= deadline {
+                return Ok(unsettled
+                    .into_iter()
+                    .map(|(id, why)| {
+                        let reason =
+                            format!("not {before}: {why}, still after {}s", timeout.as_secs());
+                        (id, reason)
+                    })
+                    .collect());
+            }
+            for (id, why) in &unsettled {
+                if announced.insert(id.clone()) {
+                    self.notice(id, format!("waiting before {before}: {why}"));
+                }
+            }
+            self.checkpoint()?;
+            tokio::time::sleep(self.config.fallback.drain_poll).await;
+        }
+    }
+
+    /// Polls until each rebooted instance is proven back, leaves, or the reboot times
+    /// out (an instance that does not come back is failed with [`NOT_BACK`]).
+    async fn wait_for_return(
+        &mut self,
+        rebooting: &[&Held],
+        rebooted_at: i64,
+        endings: &mut BTreeMap<String, Ending>,
+    ) -> Result<(), Interruption> {
+        let timeout = self.config.fallback.reboot_timeout;
+        let deadline = Instant::now() + timeout;
+        let poll = self.config.poll_interval.max(Duration::from_secs(5));
+        let mut seen: BTreeMap<String, RebootSightings> = rebooting
+            .iter()
+            .map(|h| {
+                (
+                    h.id.clone(),
+                    RebootSightings {
+                        boot_id_before: h.boot_id_before.clone(),
+                        ..RebootSightings::default()
+                    },
+                )
+            })
+            .collect();
+        loop {
+            let waiting: Vec<&Held> = rebooting
+                .iter()
+                .copied()
+                .filter(|h| !endings.contains_key(&h.id))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            self.checkpoint()?;
+            tokio::time::sleep(poll).await;
+            let ids: Vec<String> = waiting.iter().map(|h| h.id.clone()).collect();
+            let agents = self.agents(&ids).await?;
+            let health = self.patiently(|| self.fleet.instance_health(&ids)).await?;
+            let timed_out = Instant::now() >= deadline;
+            for h in waiting {
+                let Some(sightings) = seen.get_mut(&h.id) else {
+                    continue;
+                };
+                let leaving = health.get(&h.id).is_none_or(|x| x.is_leaving());
+                let Some(agent) = self.agent_of(&agents, &h.id).filter(|_| !leaving) else {
+                    endings.insert(
+                        h.id.clone(),
+                        Ending::Gone(
+                            "terminated during its reboot: nothing of it to put back".into(),
+                        ),
+                    );
+                    continue;
+                };
+                let was_down = sightings.disconnect_seen;
+                sightings.disconnect_seen |= !agent.connected;
+                if sightings.disconnect_seen && !was_down {
+                    self.set(
+                        &h.id,
+                        InstanceState::Rejoining {
+                            at: rebooted_at,
+                            boot_id_before: h.boot_id_before.clone(),
+                        },
+                    );
+                }
+                sightings.connected = agent.connected;
+                sightings.status_ok = health.get(&h.id).is_some_and(|x| x.status_ok);
+                if sightings.connected && sightings.status_ok && h.boot_id_before.is_some() {
+                    let platform = self.targets[&h.id].platform;
+                    let one = [h.id.clone()];
+                    // Not answering yet is not an error: the host is still coming up.
+                    sightings.boot_id_after = self
+                        .patiently(|| self.fleet.boot_ids(&one, platform))
+                        .await?
+                        .remove(&h.id);
+                }
+                if judge_reboot(sightings).is_ok() {
+                    let proof = RebootProof {
+                        method: "reboot".into(),
+                        rebooted_at,
+                        back_at: self.now(),
+                        boot_id_before: sightings.boot_id_before.clone(),
+                        boot_id_after: sightings.boot_id_after.clone(),
+                        disconnect_seen: sightings.disconnect_seen,
+                    };
+                    self.set(
+                        &h.id,
+                        InstanceState::Restoring {
+                            proof: proof.clone(),
+                        },
+                    );
+                    endings.insert(h.id.clone(), Ending::Proven(proof));
+                } else if timed_out {
+                    let why = judge_reboot(sightings).err().unwrap_or_default();
+                    endings.insert(
+                        h.id.clone(),
+                        Ending::Failed(format!(
+                            "{NOT_BACK} within --reboot-timeout {}s: {why}",
+                            timeout.as_secs()
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Puts back what was changed on the held instances and clears the debts paid.
+    /// Returns, per instance, what could not be put back (with the command that would).
+    async fn restore(
+        &mut self,
+        held: &mut [Held],
+        endings: &BTreeMap<String, Ending>,
+    ) -> BTreeMap<String, String> {
+        let mut unpaid: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if held.is_empty() {
+            return BTreeMap::new();
+        }
+        let gone: BTreeSet<String> = held
+            .iter()
+            .filter(|h| matches!(endings.get(&h.id), Some(Ending::Gone(_))))
+            .map(|h| h.id.clone())
+            .collect();
+        let cluster = self.cluster.to_string();
+        // ACTIVE again, where ECS still shows it DRAINING (an instance the tool drained
+        // that someone has since set ACTIVE is left as it is).
+        let ids: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
+        let draining: BTreeSet<String> = match self.agents(&ids).await {
+            Ok(agents) => held
+                .iter()
+                .filter(|h| {
+                    self.agent_of(&agents, &h.id)
+                        .is_some_and(|a| a.status.as_deref() == Some("DRAINING"))
+                })
+                .map(|h| h.id.clone())
+                .collect(),
+            // Not knowing: set them ACTIVE (the tool set DRAINING, so it may undo it).
+            Err(_) => ids.iter().cloned().collect(),
+        };
+        let activate: Vec<&Held> = held
+            .iter()
+            .filter(|h| h.debts.contains(&InstanceDebt::Activate) && !gone.contains(&h.id))
+            .collect();
+        let arns: Vec<String> = activate
+            .iter()
+            .filter(|h| draining.contains(&h.id))
+            .map(|h| h.arn.clone())
+            .collect();
+        let activated = arns.is_empty()
+            || self
+                .patiently(|| self.fleet.set_draining(&cluster, &arns, false))
+                .await
+                .map_err(|error| {
+                    for h in &activate {
+                        unpaid.entry(h.id.clone()).or_default().push(format!(
+                            "set ACTIVE failed ({error}): aws ecs update-container-instances-state --cluster {cluster} --container-instances {} --status ACTIVE",
+                            h.arn
+                        ));
+                    }
+                })
+                .is_ok();
+        for h in held.iter_mut() {
+            if activated || gone.contains(&h.id) {
+                h.debts.remove(&InstanceDebt::Activate);
+            }
+        }
+        let groups: BTreeSet<String> = held.iter().filter_map(|h| h.group.clone()).collect();
+        for group in groups {
+            let members: Vec<usize> = (0..held.len())
+                .filter(|i| held[*i].group.as_ref() == Some(&group))
+                .collect();
+            let protected: Vec<String> = members
+                .iter()
+                .map(|i| &held[*i])
+                .filter(|h| h.debts.contains(&InstanceDebt::Unprotect) && !gone.contains(&h.id))
+                .map(|h| h.id.clone())
+                .collect();
+            let unprotected = protected.is_empty()
+                || self
+                    .patiently(|| self.fleet.set_scale_in_protection(&group, &protected, false))
+                    .await
+                    .map_err(|error| {
+                        for id in &protected {
+                            unpaid.entry(id.clone()).or_default().push(format!(
+                                "removing scale-in protection failed ({error}): aws autoscaling set-instance-protection --auto-scaling-group-name {group} --instance-ids {id} --no-protected-from-scale-in"
+                            ));
+                        }
+                    })
+                    .is_ok();
+            for i in &members {
+                if unprotected || gone.contains(&held[*i].id) {
+                    held[*i].debts.remove(&InstanceDebt::Unprotect);
+                }
+            }
+            // Standby: only members the tool put there and that still exist.
+            let standby: Vec<String> = members
+                .iter()
+                .map(|i| &held[*i])
+                .filter(|h| h.holds.standby && !gone.contains(&h.id))
+                .map(|h| h.id.clone())
+                .collect();
+            let mut exited: Vec<String> = members
+                .iter()
+                .map(|i| &held[*i])
+                .filter(|h| h.holds.standby && gone.contains(&h.id))
+                .map(|h| h.id.clone())
+                .collect();
+            if !standby.is_empty() {
+                let exit = match self
+                    .patiently(|| self.fleet.auto_scaling(&cluster, &standby))
+                    .await
+                {
+                    Ok(scaling) => match scaling.groups.get(&group) {
+                        Some(g) => exit_standby_allowed(g).map_err(|why| why.to_string()),
+                        None => Err(format!("Auto Scaling group {group} could not be read")),
+                    },
+                    Err(error) => Err(error.to_string()),
+                };
+                let exit = match exit {
+                    Ok(()) => self
+                        .patiently(|| self.fleet.set_standby(&group, &standby, false))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(why) => Err(why),
+                };
+                match exit {
+                    Ok(()) => exited.extend(standby.iter().cloned()),
+                    Err(why) => {
+                        for id in &standby {
+                            unpaid.entry(id.clone()).or_default().push(format!(
+                                "leaving Standby failed ({why}): aws autoscaling exit-standby --auto-scaling-group-name {group} --instance-ids {id}"
+                            ));
+                        }
+                    }
+                }
+            }
+            // The processes this batch suspended, once for the group.
+            let resume: BTreeSet<String> = members
+                .iter()
+                .flat_map(|i| held[*i].holds.suspend.iter().cloned())
+                .collect();
+            let resume: Vec<String> = resume.into_iter().collect();
+            let resumed = resume.is_empty()
+                || self
+                    .patiently(|| self.fleet.set_processes_suspended(&group, &resume, false))
+                    .await
+                    .map_err(|error| {
+                        for i in &members {
+                            unpaid.entry(held[*i].id.clone()).or_default().push(format!(
+                                "resuming processes failed ({error}): aws autoscaling resume-processes --auto-scaling-group-name {group} --scaling-processes {}",
+                                resume.join(" ")
+                            ));
+                        }
+                    })
+                    .is_ok();
+            // The group's record: what is still owed.
+            let owed = self.group_owed.entry(group.clone()).or_default();
+            if resumed {
+                for process in &resume {
+                    owed.resume.remove(process);
+                }
+            }
+            for id in &exited {
+                owed.exit_standby.remove(id);
+            }
+            let owed = owed.clone();
+            self.hooks.owe_group(&group, &owed);
+            let value = if owed.is_empty() {
+                self.group_owed.remove(&group);
+                None
+            } else {
+                owed.encode().ok()
+            };
+            let _ = self.checkpoint();
+            if let Err(error) = self
+                .patiently(|| self.fleet.write_group_mark(&group, value.as_deref()))
+                .await
+            {
+                for i in &members {
+                    unpaid.entry(held[*i].id.clone()).or_default().push(format!(
+                        "updating the group's restore record failed ({error}); run again to clear it"
+                    ));
+                }
+            }
+        }
+        // The instances' records: cleared when nothing is owed, else what is.
+        for h in held.iter_mut() {
+            if gone.contains(&h.id) {
+                h.debts.clear();
+            }
+            self.hooks.owe_instance(&h.id, &h.arn, &h.debts);
+        }
+        let _ = self.checkpoint();
+        let marks: Vec<InstanceMark> = held
+            .iter()
+            .filter_map(|h| {
+                if h.debts.is_empty() {
+                    Some(InstanceMark {
+                        container_instance_arn: h.arn.clone(),
+                        name: OWES_ATTRIBUTE,
+                        value: None,
+                    })
+                } else {
+                    owes_mark(&self.run, h).ok()
+                }
+            })
+            .collect();
+        if let Err(error) = self
+            .patiently(|| self.fleet.write_instance_marks(&cluster, &marks))
+            .await
+        {
+            for h in held.iter() {
+                unpaid.entry(h.id.clone()).or_default().push(format!(
+                    "updating its restore record failed ({error}); run again to clear it"
+                ));
+            }
+        }
+        unpaid
+            .into_iter()
+            .map(|(id, lines)| (id, lines.join("; ")))
+            .collect()
+    }
+}
+
+/// The start of the failure of an instance that did not come back: it halts the rollout.
+const NOT_BACK: &str = "did not come back after the reboot";
+
+/// The instance's restore record as it stands.
+fn owes_mark(
+    run: &crate::journal::marks::RunId,
+    held: &Held,
+) -> Result<InstanceMark, Interruption> {
+    let value = InstanceOwed {
+        run: run.clone(),
+        debts: held.debts.clone(),
+    }
+    .encode()
+    .map_err(|e| Interruption::Journal(e.to_string()))?;
+    Ok(InstanceMark {
+        container_instance_arn: held.arn.clone(),
+        name: OWES_ATTRIBUTE,
+        value: Some(value),
+    })
+}
+
+/// The cluster whose restore record a group carries, when it is not `cluster`.
+fn foreign_record(value: Option<&String>, cluster: &str) -> Option<String> {
+    let owed = GroupOwed::parse(value?).ok()?;
+    (owed.cluster != cluster).then_some(owed.cluster)
+}
+
+/// The placement check for one instance of a batch: its service tasks against the
+/// cluster's other hosts, the batch's other members not counted as room.
+fn placement(
+    workload: &Workload,
+    id: &str,
+    batch: &[String],
+) -> crate::rollout::capacity::DrainCheck {
+    let moving: Vec<MovingTask> = workload
+        .tasks_on(id)
+        .filter_map(|t| {
+            Some(MovingTask {
+                task_arn: t.task_arn.clone(),
+                service: t.service()?.to_string(),
+                cpu: t.cpu,
+                memory: t.memory,
+                host_ports: t.host_ports.clone(),
+                awsvpc: t.awsvpc,
+            })
+        })
+        .collect();
+    let services: BTreeMap<String, Service> = workload
+        .services
+        .iter()
+        .map(|(name, s)| (name.clone(), s.service.clone()))
+        .collect();
+    let hosts: Vec<_> = workload
+        .hosts
+        .iter()
+        .filter(|h| h.instance_id == id || !batch.contains(&h.instance_id))
+        .cloned()
+        .collect();
+    check_drain(id, &moving, &services, &hosts)
+}
