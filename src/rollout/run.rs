@@ -622,6 +622,19 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 .iter()
                 .filter(|id| matches!(self.states.get(*id), Some(InstanceState::Failed { .. })))
                 .count();
+            // A canary that needs a reboot failed too: the restart over SSM did not work
+            // on the first instance it was tried on.
+            let failed_in_wave = failed_in_wave
+                + wave
+                    .instance_ids
+                    .iter()
+                    .filter(|id| {
+                        matches!(
+                            self.states.get(*id),
+                            Some(InstanceState::NeedsReboot { .. })
+                        )
+                    })
+                    .count();
             if wave.canary && failed_in_wave > 0 {
                 return Ok(Some(format!(
                     "the canary wave failed ({failed_in_wave} of {})",

@@ -464,10 +464,21 @@ impl SimFleet {
     /// Instances drained by the tool or rebooting (down) at `now`.
     fn held_now(&self, state: &State, now: Instant) -> usize {
         let mut held: BTreeSet<&str> = state.world.drained_at.keys().map(String::as_str).collect();
+        // A terminated instance is nobody's capacity any more: it holds nothing.
+        for instance in &state.instances {
+            if self.is_terminated(instance, now) {
+                held.remove(instance.id.as_str());
+            }
+        }
         for (id, reboots) in &state.world.reboots {
-            if reboots
+            let terminated = state
+                .instances
                 .iter()
-                .any(|r| now >= r.at && r.agent_back.is_none_or(|b| now < b))
+                .any(|i| &i.id == id && self.is_terminated(i, now));
+            if !terminated
+                && reboots
+                    .iter()
+                    .any(|r| now >= r.at && r.agent_back.is_none_or(|b| now < b))
             {
                 held.insert(id);
             }
@@ -527,8 +538,7 @@ impl SimFleet {
                             .and_then(|s| state.world.services.get(s))
                             .is_some_and(|s| {
                                 !s.daemon
-                                    && !(s.minimum_healthy_percent >= 100
-                                        && s.maximum_percent <= 100)
+                                    && (s.minimum_healthy_percent < 100 || s.maximum_percent > 100)
                             })
                     })
                     .map(|t| t.arn.clone())

@@ -484,3 +484,5 @@ async fn waves_are_spaced_by_the_wave_pause() {
     assert_eq!(starts.len(), 3);
     assert!(starts.windows(2).all(|w| w[1] - w[0] >= 120), "{starts:?}");
 }
+
+mod fallback;
