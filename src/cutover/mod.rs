@@ -22,7 +22,7 @@ use crate::preflight::{self, PreflightOptions, Severity};
 use crate::report::{self, Colour, OutputFormat, ProgressView, SummaryRow, Timings};
 use crate::rollout::plan::{plan, RolloutPlan, Selection};
 use crate::rollout::run::{roll, RolloutConfig, RolloutInput};
-use crate::rollout::state::{InstanceState, Proof};
+use crate::rollout::state::InstanceState;
 use crate::rollout::waves::{plan_waves, Candidate};
 use hooks::{Keeping, RunHooks};
 use prior::{Prior, RunRecord, RUN_RECORD_SCHEMA};
@@ -381,6 +381,16 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         }
         let (mut inventory, mut rollout_plan) = (inventory, rollout_plan);
         if prior.owes() {
+            let patience = cutover.rollout.fallback.reboot_timeout;
+            // The lease is kept while waiting: this can take minutes.
+            let waited = tokio::select! {
+                biased;
+                waited = prior::await_return(fleet, &inventory, &prior, patience) => waited?,
+                () = lease::keep(&lease, &lease_status, fleet, clock) => unreachable!("the lease keeper runs until dropped"),
+            };
+            if let Some(waited) = waited {
+                console.err(&format!("Before putting back: {waited}\n"));
+            }
             // The journal is written whatever happens: what was paid is not paid twice.
             let settled = prior::settle(fleet, &inventory, &prior, Some(&mut journal)).await;
             let saved = save(durability.journal.as_ref(), &journal);
@@ -624,10 +634,6 @@ fn apply_prior(plan: &mut RolloutPlan, prior: &Prior, cutover: &CutoverPlan) {
     });
     for target in &plan.targets {
         let state = match prior.in_flight.get(&target.instance_id) {
-            // A reboot proven before the run stopped: settling put back the holds.
-            Some(InstanceState::Restoring { proof }) => InstanceState::Done {
-                evidence: Proof::Reboot(proof.clone()),
-            },
             // A drain or reboot cut short: settling put back what it changed; it starts
             // over when its turn comes.
             Some(state) if state.is_in_fallback() => InstanceState::NeedsReboot {

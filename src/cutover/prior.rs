@@ -4,7 +4,10 @@
 //! left) and its record removed; the instances an unfinished run proved done are not
 //! touched again; restarts it left under way are followed, not sent twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -192,6 +195,17 @@ pub fn gather(
                         },
                     );
                 }
+                // Its reboot was proven; only the putting back was cut short, and
+                // settling finishes that.
+                InstanceState::Restoring { proof } => {
+                    prior.done.insert(
+                        id.clone(),
+                        DoneEarlier {
+                            at: entry.at,
+                            evidence: Some(Proof::Reboot(proof.clone())),
+                        },
+                    );
+                }
                 state if state.is_in_flight() => {
                     prior.in_flight.insert(id.clone(), state.clone());
                 }
@@ -291,6 +305,75 @@ pub fn unmarked_done(inventory: &Inventory, prior: &Prior, run: &RunId) -> Vec<I
             })
         })
         .collect()
+}
+
+/// An earlier run may have stopped in the middle of a reboot: putting Auto Scaling's
+/// health checks back now would have the group replace the instance, and setting it
+/// ACTIVE would offer tasks a host that is not there. Waits, up to `patience`, until
+/// every instance it owes a restore is back (status checks OK, agent connected) or gone.
+/// Returns what the wait was, if there was one.
+pub async fn await_return<F: Fleet>(
+    fleet: &F,
+    inventory: &Inventory,
+    prior: &Prior,
+    patience: Duration,
+) -> Result<Option<String>, FleetError> {
+    let standby: BTreeSet<&String> = prior
+        .owed_groups
+        .values()
+        .flat_map(|g| g.exit_standby.iter())
+        .collect();
+    let owed: BTreeMap<String, String> = inventory
+        .container_instances
+        .iter()
+        .filter(|ci| {
+            prior.owed_instances.contains_key(&ci.ec2_instance_id)
+                || standby.contains(&ci.ec2_instance_id)
+        })
+        .map(|ci| (ci.ec2_instance_id.clone(), ci.arn.clone()))
+        .collect();
+    if owed.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = owed.keys().cloned().collect();
+    let arns: Vec<String> = owed.values().cloned().collect();
+    let began = Instant::now();
+    loop {
+        let health = fleet.instance_health(&ids).await?;
+        let connected: BTreeSet<String> = fleet
+            .agent_states(&inventory.cluster.name, &arns)
+            .await?
+            .into_iter()
+            .filter(|a| a.connected)
+            .map(|a| a.container_instance_arn)
+            .collect();
+        let away: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                health.get(*id).is_some_and(|h| {
+                    let back = h.status_ok && connected.contains(&owed[*id]);
+                    !(h.is_leaving() || back)
+                })
+            })
+            .collect();
+        let waited = began.elapsed().as_secs();
+        let list = away
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if away.is_empty() {
+            return Ok((waited > 0).then(|| {
+                format!("waited {waited}s for the instances it held to come back before putting anything back")
+            }));
+        }
+        if began.elapsed() >= patience {
+            return Ok(Some(format!(
+                "{list} not back (status checks or agent) after {waited}s: putting back anyway"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// What settling did.

@@ -7,7 +7,7 @@ use super::tests::{cutover, Recorder};
 use super::*;
 use crate::clock::SimClock;
 use crate::fleet::crashing::Crashing;
-use crate::fleet::sim::{Latencies, SimFleet, SimGroup, SimInstance};
+use crate::fleet::sim::{Fault, Latencies, SimFleet, SimGroup, SimInstance, SimService};
 use crate::journal::marks::{
     GroupOwed, InstanceDebt, InstanceOwed, DONE_ATTRIBUTE, OWES_ATTRIBUTE,
 };
@@ -513,4 +513,106 @@ async fn status_shows_a_stopped_run_with_its_instances_and_exits_1_until_finishe
         console.out
     );
     assert!(console.out.contains("--resume"), "{}", console.out);
+}
+
+/// A small fleet whose one unmanaged instance goes through the whole fallback.
+fn fallback_sim() -> SimFleet {
+    let instances = (0..3)
+        .map(|i| {
+            let instance =
+                SimInstance::healthy(format!("i-{i:03}"), "eu-west-1a").in_group("nodes");
+            if i == 2 {
+                instance.with_fault(Fault::SsmOffline)
+            } else {
+                instance
+            }
+        })
+        .collect();
+    SimFleet::new(instances, Latencies::default(), start())
+        .with_max_unavailable(1)
+        .with_max_reboots(1)
+        .with_group(
+            "nodes",
+            SimGroup {
+                // Suspended by an operator: it must stay so.
+                suspended: ["Launch".to_string()].into(),
+                ..SimGroup::default()
+            },
+        )
+        .with_service(SimService::new("web"), &["i-000", "i-002"])
+}
+
+/// Crashes the cutover after `calls` AWS calls on the fallback fleet, then resumes it;
+/// `None` when the first run ended before that.
+async fn crash_mid_fallback_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
+    let sim = fallback_sim();
+    let clock = SimClock::starting_at(start());
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::new(dir.path().join("state"));
+    let mut first = plan(Some(store.clone()));
+    first.rollout.waves.max_unavailable = MaxUnavailable::Count(1);
+    let crashing = Crashing::after(&sim, calls);
+    let mut console = Recorder::default();
+    let stop = StopSignal::default();
+    let ended = tokio::select! {
+        code = run(&crashing, &clock, &first, &mut console, &stop) => Some(code),
+        () = crashing.crashed() => None,
+    };
+    if let Some(code) = ended {
+        assert_eq!(code.unwrap(), exit::OK, "{}", console.err);
+        return None;
+    }
+    if !keep_journal {
+        std::fs::remove_dir_all(store.dir()).ok();
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let mut second = first.clone();
+    second.durability.resume = true;
+    second.durability.break_lease = true;
+    let mut console = Recorder::default();
+    let code = run(&sim, &clock, &second, &mut console, &stop)
+        .await
+        .unwrap();
+    let context = format!(
+        "crash after {calls} calls, journal kept: {keep_journal}\n{}{}",
+        console.err, console.out
+    );
+    assert_eq!(code, exit::OK, "{context}");
+    for id in ["i-000", "i-001", "i-002"] {
+        let (protected, standby, status) = sim.instance_state(id).unwrap();
+        assert_eq!(status, "ACTIVE", "{id}; {context}");
+        assert!(!protected && !standby, "{id}; {context}");
+        assert!(
+            !sim.marks(id).contains_key(OWES_ATTRIBUTE),
+            "{id}; {context}"
+        );
+        assert!(
+            sim.marks(id).contains_key(DONE_ATTRIBUTE),
+            "{id}; {context}"
+        );
+    }
+    let reboots = sim.reboots_of("i-002");
+    assert!(
+        (1..=2).contains(&reboots),
+        "rebooted {reboots} times; {context}"
+    );
+    let group = sim.group("nodes").unwrap();
+    assert_eq!(group.suspended, ["Launch".to_string()].into(), "{context}");
+    assert_eq!(group.owes_tag, None, "{context}");
+    assert!(sim.terminated_by_auto_scaling().is_empty(), "{context}");
+    Some(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_at_any_step_of_a_drain_and_reboot_resumes_with_everything_put_back() {
+    for keep_journal in [true, false] {
+        let mut points = 0;
+        while crash_mid_fallback_then_resume(points, keep_journal)
+            .await
+            .is_some()
+        {
+            points += 1;
+        }
+        assert!(points > 40, "only {points} crash points");
+    }
 }

@@ -440,6 +440,42 @@ mod tests {
                 at: 1_800_000_100,
             },
         );
+        // Every fallback state, each carrying fields of its own beside the entry's `at`.
+        let proof = RebootProof {
+            method: "reboot".into(),
+            rebooted_at: 20,
+            back_at: 90,
+            boot_id_before: Some("b-1".into()),
+            boot_id_after: Some("b-2".into()),
+            disconnect_seen: false,
+        };
+        let fallback = [
+            InstanceState::NeedsReboot {
+                reason: "SSM does not manage the instance".into(),
+            },
+            InstanceState::Draining {
+                reason: "SSM ping is ConnectionLost".into(),
+            },
+            InstanceState::Rebooting {
+                rebooted_at: 20,
+                boot_id_before: Some("b-1".into()),
+            },
+            InstanceState::Rejoining {
+                rebooted_at: 20,
+                boot_id_before: None,
+            },
+            InstanceState::Restoring { proof },
+        ];
+        for (n, state) in fallback.into_iter().enumerate() {
+            journal.instances.insert(
+                format!("i-f{n}"),
+                InstanceEntry {
+                    container_instance_arn: format!("arn:ci/f{n}"),
+                    state,
+                    at: 1_800_000_050,
+                },
+            );
+        }
         journal.instances.insert(
             "i-2".into(),
             InstanceEntry {

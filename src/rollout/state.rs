@@ -46,14 +46,15 @@ pub enum InstanceState {
     Draining {
         reason: String,
     },
-    /// `RebootInstances` sent at `at` (Unix seconds); waiting for it to go down.
+    /// `RebootInstances` sent at `rebooted_at` (Unix seconds); waiting for it to go
+    /// down. (Not `at`: the journal entry that holds a state has its own `at`.)
     Rebooting {
-        at: i64,
+        rebooted_at: i64,
         boot_id_before: Option<String>,
     },
     /// Seen down (or with a new boot id); waiting for status checks and the agent.
     Rejoining {
-        at: i64,
+        rebooted_at: i64,
         boot_id_before: Option<String>,
     },
     /// Back; putting back what the tool changed.

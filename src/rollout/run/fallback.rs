@@ -490,7 +490,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             self.set(
                 &h.id,
                 InstanceState::Rebooting {
-                    at,
+                    rebooted_at: at,
                     boot_id_before: h.boot_id_before.clone(),
                 },
             );
@@ -670,7 +670,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     self.set(
                         &h.id,
                         InstanceState::Rejoining {
-                            at: rebooted_at,
+                            rebooted_at,
                             boot_id_before: h.boot_id_before.clone(),
                         },
                     );
