@@ -71,6 +71,10 @@ impl PolicyScope {
                 "arn:{partition}:ssm:{region}:{account}:parameter{}/*/{cluster}",
                 crate::fleet::PARAMETER_PREFIX
             )],
+            ResourceScope::Services => vec![ecs(format!("service/{cluster}/*"))],
+            ResourceScope::Instances => {
+                vec![format!("arn:{partition}:ec2:{region}:{account}:instance/*")]
+            }
         }
     }
 }
@@ -123,6 +127,10 @@ fn sid(purpose: Purpose, scope: ResourceScope) -> &'static str {
         }
         (Purpose::Restart, ResourceScope::AutoScalingGroups) => "HoldAndRestoreAutoScalingGroups",
         (Purpose::Restart, ResourceScope::Parameters) => "LeaseAndRunRecords",
+        (Purpose::Read, ResourceScope::Services) => "ReadServices",
+        (Purpose::Restart, ResourceScope::Services) => "ReadServicesToDrain",
+        (Purpose::Read, ResourceScope::Instances) => "ReadInstances",
+        (Purpose::Restart, ResourceScope::Instances) => "RebootInstances",
     }
 }
 

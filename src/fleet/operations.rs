@@ -22,6 +22,10 @@ pub enum ResourceScope {
     AutoScalingGroups,
     /// The tool's SSM parameters: `arn:…:ssm:R:A:parameter/privlink-restart/*/NAME`.
     Parameters,
+    /// `arn:…:ecs:R:A:service/NAME/*`.
+    Services,
+    /// `arn:…:ec2:R:A:instance/*` (the cluster's instances have no common name).
+    Instances,
 }
 
 /// What the tool uses an operation for: reading only, or changing the fleet.
@@ -117,6 +121,14 @@ pub const OPERATIONS: &[Operation] = &[
     restart("Auto Scaling", "ResumeProcesses", AutoScalingGroups),
     restart("Auto Scaling", "EnterStandby", AutoScalingGroups),
     restart("Auto Scaling", "ExitStandby", AutoScalingGroups),
+    // The drain-and-reboot fallback.
+    restart("ECS", "ListServices", Any),
+    restart("ECS", "DescribeServices", Services),
+    restart("ECS", "DescribeCapacityProviders", Any),
+    restart("Auto Scaling", "DescribeAutoScalingGroups", Any),
+    restart("Auto Scaling", "DescribeInstanceRefreshes", Any),
+    restart("EC2", "DescribeInstanceStatus", Any),
+    restart("EC2", "RebootInstances", Instances),
 ];
 
 /// IAM's prefix for an SDK service name (`Auto Scaling` → `autoscaling`).

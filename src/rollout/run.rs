@@ -636,6 +636,13 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     })
                     .count();
             if wave.canary && failed_in_wave > 0 {
+                // The canary does not fall back: its failure is the finding.
+                for id in &wave.instance_ids {
+                    if let Some(InstanceState::NeedsReboot { reason }) = self.states.get(id) {
+                        let reason = needs_reboot(reason);
+                        self.set(id, InstanceState::Failed { reason });
+                    }
+                }
                 return Ok(Some(format!(
                     "the canary wave failed ({failed_in_wave} of {})",
                     wave.instance_ids.len()

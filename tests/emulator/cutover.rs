@@ -16,7 +16,7 @@ fn evidence(ok: bool, reason: &str) -> String {
     )
 }
 
-fn script_results(emulator: &Emulator, scenario: &Scenario, failing: Option<&str>) {
+pub(crate) fn script_results(emulator: &Emulator, scenario: &Scenario, failing: Option<&str>) {
     let results: serde_json::Map<String, Value> = scenario
         .instances
         .iter()
@@ -33,7 +33,9 @@ fn script_results(emulator: &Emulator, scenario: &Scenario, failing: Option<&str
 }
 
 /// instance id → how many restart commands it was sent.
-fn commands_per_instance(emulator: &Emulator) -> std::collections::BTreeMap<String, usize> {
+pub(crate) fn commands_per_instance(
+    emulator: &Emulator,
+) -> std::collections::BTreeMap<String, usize> {
     let commands = emulator.get("/_privlink/ssm/commands");
     let mut per_instance = std::collections::BTreeMap::new();
     for command in commands["Commands"].as_array().unwrap() {
@@ -179,13 +181,23 @@ async fn without_a_terminal_the_cutover_wants_yes() {
 }
 
 #[tokio::test]
-async fn an_instance_ssm_refuses_needs_a_reboot_and_the_others_go_on() {
+async fn with_strategy_restart_an_instance_ssm_refuses_fails_and_the_others_go_on() {
     let emulator = Emulator::start();
     let scenario = build(&emulator, Break::Nothing).await;
     script_results(&emulator, &scenario, None);
     let refused = scenario.instances[1].clone();
     emulator.control("/_privlink/ssm/refuse", &json!({"instanceIds": [refused]}));
-    let output = cutover(&emulator, &["--output", "json", "--max-failures", "1"]);
+    let output = cutover(
+        &emulator,
+        &[
+            "--output",
+            "json",
+            "--max-failures",
+            "1",
+            "--strategy",
+            "restart",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();

@@ -5,6 +5,7 @@ mod bad_input;
 mod check;
 mod cutover;
 mod durability;
+mod fallback;
 mod harness;
 mod scale;
 mod scenario;

@@ -18,6 +18,8 @@ Moto covers what the CLI touches except for these gaps:
   * ECS DeleteAttributes deletes a custom attribute only when the request
     repeats its value; ECS deletes by name (the API reference says not to
     give the value).
+  * EC2 RebootInstances has no visible effect: the agent never disconnects.
+  * Auto Scaling DescribeInstanceRefreshes is not implemented.
 
 This is NOT a home-made AWS: it wraps moto's own WSGI app (the one
 `moto/server.py` runs, `DomainDispatcherApplication(create_backend_app)`) and
@@ -27,11 +29,15 @@ intercepts only these X-Amz-Target operations; all else goes to moto as is.
   AmazonSSM.SendCommand, ListCommands        moto, then only requested ids
   AmazonEC2ContainerServiceV20141113.DescribeContainerInstances
                                              moto, then agent overrides
-  AmazonEC2ContainerServiceV20141113.DescribeTasks, StartTask, RunTask
+  AmazonEC2ContainerServiceV20141113.DescribeTasks, StartTask, RunTask, StopTask
                                              moto, then container cpu/memory as
                                              strings (the ECS model's type)
   AmazonEC2ContainerServiceV20141113.DeleteAttributes
                                              stored values filled in, then moto
+  EC2 RebootInstances (query protocol)      recorded, then moto; the agent of
+                                             each instance shows disconnected
+                                             for a while (see reboot-behaviour)
+  Auto Scaling DescribeInstanceRefreshes     none in progress (an empty list)
 ECS tasks are pinned to "manual, never" on start and reset (stay RUNNING).
 
 Control routes (no AWS signing; JSON in, 200 JSON out):
@@ -61,6 +67,10 @@ Control routes (no AWS signing; JSON in, 200 JSON out):
        "code": "UnauthorizedOperation", "message": "..."}, "ssm:X": null}
        makes that operation fail (EC2 as an XML error, ECS/SSM as JSON) until
        reset or null; for fail-closed tests.
+  POST /_privlink/ec2/reboot-behaviour   {"downAfter": 1, "downFor": 4}: after
+       RebootInstances an instance's agent shows disconnected from downAfter to
+       downAfter + downFor seconds (defaults 1 and 4), as a rebooting host's would.
+  GET  /_privlink/ec2/reboots            {"Reboots": {"i-1": [epoch s, ...]}}
   GET  /_privlink/ssm/commands           recorded commands: id, document,
        parameters, comment, requested instance ids, invocation statuses.
 CommandPlugins[].Output is built as the SSM agent does (stdout, ERROR title,
@@ -154,6 +164,7 @@ class Emulator:
             "AmazonEC2ContainerServiceV20141113.DescribeTasks": self.tasks_with_string_sizes,
             "AmazonEC2ContainerServiceV20141113.StartTask": self.tasks_with_string_sizes,
             "AmazonEC2ContainerServiceV20141113.RunTask": self.tasks_with_string_sizes,
+            "AmazonEC2ContainerServiceV20141113.StopTask": self.tasks_with_string_sizes,
             "AmazonEC2ContainerServiceV20141113.DeleteAttributes": self.delete_attributes,
         }
 
@@ -164,6 +175,8 @@ class Emulator:
         self.commands = {}  # CommandId -> recorded command (insertion ordered)
         self.faults = {}    # "ec2:DescribeNetworkAcls" -> {"status", "code", "message"}
         self.refused = set()  # instance ids SendCommand refuses (InvalidInstanceId)
+        self.reboots = {}   # InstanceId -> [epoch seconds of each RebootInstances]
+        self.reboot_window = (1.0, 4.0)  # agent away from +downAfter for downFor seconds
 
     # ---- WSGI plumbing ---------------------------------------------------
     def __call__(self, environ, start_response):
@@ -174,6 +187,9 @@ class Emulator:
                 return fault(start_response)
         op = self.ops.get(environ.get("HTTP_X_AMZ_TARGET", ""))
         if op is None and not path.startswith("/_privlink/"):
+            query = self.query_action(environ)
+            if query is not None:
+                return query(start_response)
             return self.moto_app(environ, start_response)
         length, stream = environ.get("CONTENT_LENGTH"), environ["wsgi.input"]
         raw = stream.read(int(length)) if length else stream.read() if environ.get("wsgi.input_terminated") else b""
@@ -252,6 +268,44 @@ class Emulator:
             return [body]
         return reply_xml
 
+    def query_action(self, environ):
+        """The query-protocol (form-encoded) operations the launcher handles itself, if
+        this request is one: EC2 RebootInstances is recorded (then goes to moto), Auto
+        Scaling DescribeInstanceRefreshes is answered. Reads and puts back the body."""
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if "/ec2/aws4_request" not in auth and "/autoscaling/aws4_request" not in auth:
+            return None
+        length = environ.get("CONTENT_LENGTH")
+        raw = environ["wsgi.input"].read(int(length)) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        body = gzip.decompress(raw) if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip" else raw
+        form = urllib.parse.parse_qs(body.decode(errors="replace"))
+        action = form.get("Action", [""])[0]
+        if action == "RebootInstances":
+            now = time.time()
+            with self.lock:
+                for key, values in form.items():
+                    if key.startswith("InstanceId."):
+                        self.reboots.setdefault(values[0], []).append(now)
+            return None
+        if action == "DescribeInstanceRefreshes":
+            xml = ('<DescribeInstanceRefreshesResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+                   "<DescribeInstanceRefreshesResult><InstanceRefreshes/></DescribeInstanceRefreshesResult>"
+                   "<ResponseMetadata><RequestId>privlink-emulator</RequestId></ResponseMetadata>"
+                   "</DescribeInstanceRefreshesResponse>").encode()
+
+            def reply_xml(start_response):
+                start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))])
+                return [xml]
+            return reply_xml
+        return None
+
+    def rebooting(self, instance_id):
+        """Whether the instance's agent is away now because of a recent reboot."""
+        after, length = self.reboot_window
+        now = time.time()
+        return any(t + after <= now < t + after + length for t in self.reboots.get(instance_id, []))
+
     # ---- control routes --------------------------------------------------
     def control(self, path, params):
         if path == "/_privlink/reset":
@@ -297,6 +351,10 @@ class Emulator:
                     inv = rec["invocations"].get(iid)
                     if inv and inv["held"]:
                         inv.update(held=False, ended=time.time())
+        elif path == "/_privlink/ec2/reboot-behaviour":
+            self.reboot_window = (float(params.get("downAfter", 1)), float(params.get("downFor", 4)))
+        elif path == "/_privlink/ec2/reboots":
+            return {"Reboots": self.reboots}
         elif path == "/_privlink/ssm/commands":
             return {"Commands": [{
                 "CommandId": cid, "DocumentName": rec["DocumentName"], "Parameters": rec["Parameters"],
@@ -435,6 +493,8 @@ class Emulator:
                     ci.setdefault("versionInfo", {})["agentVersion"] = value
                 else:
                     ci[key] = value
+            if self.rebooting(ci.get("ec2InstanceId")):
+                ci["agentConnected"] = False
         return answer
 
 
@@ -442,7 +502,7 @@ class Emulator:
         """moto writes a task container's cpu/memory/memoryReservation as numbers; the ECS
         model (and so every SDK) has them as strings and rejects the whole answer."""
         answer = self.call_moto(environ, raw)
-        for task in answer.get("tasks", []):
+        for task in answer.get("tasks", []) + ([answer["task"]] if "task" in answer else []):
             for holder in [task] + task.get("containers", []):
                 for key in ("cpu", "memory", "memoryReservation"):
                     if isinstance(holder.get(key), (int, float)):
