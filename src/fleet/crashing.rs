@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::{
     AgentState, AutoScaling, CommandId, Fleet, FleetError, InstanceHealth, InstanceMark,
-    Invocation, Record, RestartRequest, Workload,
+    Invocation, Record, RestartRequest, ServiceState, TaskInfo, Workload,
 };
 use crate::inventory::{Inventory, Platform};
 
@@ -158,6 +158,22 @@ impl<F: Fleet + Sync> Fleet for Crashing<'_, F> {
     async fn workload(&self, cluster: &str) -> Result<Workload, FleetError> {
         self.pass().await;
         self.inner.workload(cluster).await
+    }
+    async fn services(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<BTreeMap<String, ServiceState>, FleetError> {
+        self.pass().await;
+        self.inner.services(cluster, names).await
+    }
+    async fn tasks_on(
+        &self,
+        cluster: &str,
+        instances: &[(String, String)],
+    ) -> Result<Vec<TaskInfo>, FleetError> {
+        self.pass().await;
+        self.inner.tasks_on(cluster, instances).await
     }
     async fn auto_scaling(&self, cluster: &str, ids: &[String]) -> Result<AutoScaling, FleetError> {
         self.pass().await;

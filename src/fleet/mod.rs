@@ -232,6 +232,21 @@ pub trait Fleet {
     /// running tasks: what a drain decision needs.
     fn workload(&self, cluster: &str) -> impl Future<Output = Result<Workload, FleetError>> + Send;
 
+    /// The named services now (a name ECS does not know is absent).
+    fn services(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, ServiceState>, FleetError>> + Send;
+
+    /// The running tasks on these container instances, given as (container-instance
+    /// ARN, EC2 instance id): what a drain waits on, without reading the whole cluster.
+    fn tasks_on(
+        &self,
+        cluster: &str,
+        instances: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<TaskInfo>, FleetError>> + Send;
+
     /// The Auto Scaling groups of these instances, with each instance's place in its
     /// group, and whether the cluster's capacity providers manage termination
     /// protection for a group.

@@ -262,6 +262,8 @@ struct State {
     throttle_every: u64,
     total_calls: u64,
     outage_after: Option<u64>,
+    /// Actions that always fail (as a missing permission or a broken API would).
+    failing: BTreeSet<String>,
     groups: BTreeMap<String, SimGroup>,
     /// SSM parameters by name.
     parameters: BTreeMap<String, String>,
@@ -341,6 +343,7 @@ impl SimFleet {
                 throttle_every: 0,
                 total_calls: 0,
                 outage_after: None,
+                failing: BTreeSet::new(),
                 groups: BTreeMap::new(),
                 parameters: BTreeMap::new(),
                 marked_done: BTreeMap::new(),
@@ -360,6 +363,12 @@ impl SimFleet {
     /// goes away mid-run.
     pub fn with_outage_after(self, n: u64) -> SimFleet {
         self.lock().outage_after = Some(n);
+        self
+    }
+
+    /// Makes every call of `action` (e.g. `autoscaling:ResumeProcesses`) fail.
+    pub fn with_failing(self, action: &str) -> SimFleet {
+        self.lock().failing.insert(action.to_string());
         self
     }
 
@@ -403,6 +412,13 @@ impl SimFleet {
     fn call(&self, state: &mut State, action: &str) -> Result<(), FleetError> {
         *state.calls.entry(action.to_string()).or_default() += 1;
         state.total_calls += 1;
+        if state.failing.contains(action) {
+            return Err(FleetError::Aws {
+                action: action.into(),
+                scope: self.cluster.clone(),
+                reason: "InternalFailure: injected".into(),
+            });
+        }
         if state.outage_after.is_some_and(|n| state.total_calls > n) {
             return Err(FleetError::Unreachable {
                 endpoint: "the simulated fleet".into(),
@@ -1014,6 +1030,30 @@ impl Fleet for SimFleet {
 
     async fn workload(&self, cluster: &str) -> Result<crate::fleet::Workload, FleetError> {
         self.read_workload(cluster)
+    }
+
+    async fn services(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<BTreeMap<String, crate::fleet::ServiceState>, FleetError> {
+        let mut services = self
+            .read_workload_of(cluster, &["ecs:DescribeServices"])?
+            .services;
+        services.retain(|name, _| names.contains(name));
+        Ok(services)
+    }
+
+    async fn tasks_on(
+        &self,
+        cluster: &str,
+        instances: &[(String, String)],
+    ) -> Result<Vec<crate::fleet::TaskInfo>, FleetError> {
+        let mut tasks = self
+            .read_workload_of(cluster, &["ecs:ListTasks", "ecs:DescribeTasks"])?
+            .tasks;
+        tasks.retain(|t| instances.iter().any(|(_, id)| id == &t.instance_id));
+        Ok(tasks)
     }
 
     async fn auto_scaling(

@@ -114,7 +114,7 @@ pub(super) async fn workload(fleet: &AwsFleet, cluster: &str) -> Result<Workload
             .filter_map(|t| t.service().map(str::to_string))
             .collect();
     }
-    let services = services(fleet, cluster).await?;
+    let services = all_services(fleet, cluster).await?;
     Ok(Workload {
         hosts,
         services,
@@ -139,6 +139,41 @@ async fn tasks(
         .try_collect()
         .await
         .map_err(fatal(fleet, "ecs:ListTasks", cluster))?;
+    describe_tasks(fleet, cluster, arns, instance_of).await
+}
+
+pub(super) async fn tasks_on(
+    fleet: &AwsFleet,
+    cluster: &str,
+    instances: &[(String, String)],
+) -> Result<Vec<TaskInfo>, FleetError> {
+    let mut arns = Vec::new();
+    for (container_instance, _) in instances {
+        let listed: Vec<String> = fleet
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .container_instance(container_instance)
+            .desired_status(DesiredStatus::Running)
+            .max_results(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(fatal(fleet, "ecs:ListTasks", container_instance))?;
+        arns.extend(listed);
+    }
+    let instance_of: BTreeMap<String, String> = instances.iter().cloned().collect();
+    describe_tasks(fleet, cluster, arns, &instance_of).await
+}
+
+async fn describe_tasks(
+    fleet: &AwsFleet,
+    cluster: &str,
+    arns: Vec<String>,
+    instance_of: &BTreeMap<String, String>,
+) -> Result<Vec<TaskInfo>, FleetError> {
     let batches: Vec<Vec<String>> = arns
         .chunks(ECS_DESCRIBE_BATCH)
         .map(<[String]>::to_vec)
@@ -193,7 +228,7 @@ async fn tasks(
         .collect())
 }
 
-async fn services(
+async fn all_services(
     fleet: &AwsFleet,
     cluster: &str,
 ) -> Result<BTreeMap<String, ServiceState>, FleetError> {
@@ -208,6 +243,23 @@ async fn services(
         .try_collect()
         .await
         .map_err(fatal(fleet, "ecs:ListServices", cluster))?;
+    describe_services(fleet, cluster, &arns).await
+}
+
+pub(super) async fn services(
+    fleet: &AwsFleet,
+    cluster: &str,
+    names: &[String],
+) -> Result<BTreeMap<String, ServiceState>, FleetError> {
+    describe_services(fleet, cluster, names).await
+}
+
+/// `DescribeServices` for services by name or ARN, 10 per call.
+async fn describe_services(
+    fleet: &AwsFleet,
+    cluster: &str,
+    arns: &[String],
+) -> Result<BTreeMap<String, ServiceState>, FleetError> {
     let batches: Vec<Vec<String>> = arns.chunks(SERVICE_BATCH).map(<[String]>::to_vec).collect();
     let described: Vec<Vec<aws_sdk_ecs::types::Service>> = stream::iter(batches)
         .map(|batch| async move {

@@ -22,7 +22,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use self::counter::RequestCounter;
 use super::{
     AgentState, AutoScaling, CommandId, Fleet, FleetError, InstanceHealth, InstanceMark,
-    Invocation, Record, RestartRequest, Workload,
+    Invocation, Record, RestartRequest, ServiceState, TaskInfo, Workload,
 };
 use crate::inventory::{Inventory, Platform, Unreadable};
 
@@ -232,6 +232,22 @@ impl Fleet for AwsFleet {
 
     async fn workload(&self, cluster: &str) -> Result<Workload, FleetError> {
         fallback::workload(self, cluster).await
+    }
+
+    async fn services(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<BTreeMap<String, ServiceState>, FleetError> {
+        fallback::services(self, cluster, names).await
+    }
+
+    async fn tasks_on(
+        &self,
+        cluster: &str,
+        instances: &[(String, String)],
+    ) -> Result<Vec<TaskInfo>, FleetError> {
+        fallback::tasks_on(self, cluster, instances).await
     }
 
     async fn auto_scaling(

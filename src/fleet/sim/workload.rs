@@ -331,6 +331,16 @@ impl SimFleet {
             let (due, arn) = state.world.moves.remove(0);
             self.move_task(state, &arn, due);
         }
+        // Draining instances that have emptied.
+        let drained: Vec<String> = state.world.drained_at.keys().cloned().collect();
+        for id in drained {
+            let empty = !state.world.tasks.iter().any(|t| t.instance_id == id);
+            if empty {
+                state.world.empty_since.entry(id).or_insert(now);
+            } else {
+                state.world.empty_since.remove(&id);
+            }
+        }
         // Auto Scaling.
         let world_now = now;
         let mut terminate: Vec<(String, String)> = Vec::new();
@@ -368,16 +378,6 @@ impl SimFleet {
                 instance.terminated_at = Some(now);
             }
             state.world.terminated.insert(id, why);
-        }
-        // Draining instances that have emptied.
-        let drained: Vec<String> = state.world.drained_at.keys().cloned().collect();
-        for id in drained {
-            let empty = !state.world.tasks.iter().any(|t| t.instance_id == id);
-            if empty {
-                state.world.empty_since.entry(id).or_insert(now);
-            } else {
-                state.world.empty_since.remove(&id);
-            }
         }
     }
 
@@ -519,6 +519,9 @@ impl SimFleet {
                     continue;
                 }
                 state.world.drained_at.insert(id.clone(), now);
+                if !state.world.tasks.iter().any(|t| &t.instance_id == id) {
+                    state.world.empty_since.insert(id.clone(), now);
+                }
                 let stuck = state
                     .instances
                     .iter()
@@ -566,16 +569,28 @@ impl SimFleet {
 
     /// The current workload (see [`crate::fleet::Fleet::workload`]).
     pub(super) fn read_workload(&self, cluster: &str) -> Result<Workload, FleetError> {
+        self.read_workload_of(
+            cluster,
+            &[
+                "ecs:ListContainerInstances",
+                "ecs:DescribeContainerInstances",
+                "ecs:ListServices",
+                "ecs:DescribeServices",
+                "ecs:ListTasks",
+                "ecs:DescribeTasks",
+            ],
+        )
+    }
+
+    /// The workload, counting only `actions` (the part of it a narrower read costs).
+    pub(super) fn read_workload_of(
+        &self,
+        cluster: &str,
+        actions: &[&str],
+    ) -> Result<Workload, FleetError> {
         let now = Instant::now();
         let mut state = self.lock();
-        for action in [
-            "ecs:ListContainerInstances",
-            "ecs:DescribeContainerInstances",
-            "ecs:ListServices",
-            "ecs:DescribeServices",
-            "ecs:ListTasks",
-            "ecs:DescribeTasks",
-        ] {
+        for action in actions {
             self.call(&mut state, action)?;
         }
         self.known_cluster(cluster)?;
@@ -825,5 +840,71 @@ impl SimFleet {
     /// The latest reboot's time, for tests.
     pub fn last_reboot(&self, instance_id: &str) -> Option<Instant> {
         self.lock().world.latest_reboot(instance_id).map(|r| r.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::fleet::sim::{Latencies, SimGroup};
+    use crate::fleet::Fleet;
+
+    /// The model the fallback's holds are tested against: left alone, Auto Scaling
+    /// replaces an instance whose reboot fails its status checks, and managed scaling
+    /// scales in an emptied one; holds keep both away.
+    #[tokio::test(start_paused = true)]
+    async fn auto_scaling_replaces_and_scales_in_what_is_not_held() {
+        let fleet = |suspended: &[&str], protected: bool| {
+            let instances = vec![
+                SimInstance::healthy("i-1", "eu-west-1a").in_group("g"),
+                SimInstance::healthy("i-2", "eu-west-1a").in_group("g"),
+            ];
+            SimFleet::new(instances, Latencies::default(), SystemTime::UNIX_EPOCH)
+                .with_group(
+                    "g",
+                    SimGroup {
+                        suspended: suspended.iter().map(|s| s.to_string()).collect(),
+                        managed_scaling: true,
+                        ..SimGroup::default()
+                    },
+                )
+                .with_instance_held("i-1", protected, false)
+        };
+        let ids = ["i-1".to_string()];
+        let leaving = |sim: &SimFleet| sim.terminated_by_auto_scaling().contains_key("i-1");
+
+        let sim = fleet(&[], false);
+        sim.reboot(&ids).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        sim.instance_health(&ids).await.unwrap();
+        assert!(leaving(&sim), "an unheld rebooting instance is replaced");
+
+        let sim = fleet(&["HealthCheck", "ReplaceUnhealthy"], true);
+        sim.reboot(&ids).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        sim.instance_health(&ids).await.unwrap();
+        assert!(!leaving(&sim), "held, it is not");
+
+        let sim = fleet(&[], false);
+        let arn = sim.container_instance_arn("i-1");
+        sim.set_draining("sim", std::slice::from_ref(&arn), true)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        sim.instance_health(&ids).await.unwrap();
+        assert!(
+            leaving(&sim),
+            "an emptied, unprotected instance is scaled in"
+        );
+
+        let sim = fleet(&[], true);
+        sim.set_draining("sim", std::slice::from_ref(&arn), true)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        sim.instance_health(&ids).await.unwrap();
+        assert!(!leaving(&sim), "a protected one is not");
     }
 }

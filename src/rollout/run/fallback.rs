@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::{Interruption, Rollout, RolloutEvent};
 use crate::clock::Clock;
-use crate::fleet::{Fleet, InstanceMark, Workload};
+use crate::fleet::{Fleet, InstanceMark, ServiceState, Workload};
 use crate::journal::marks::{GroupOwed, InstanceDebt, InstanceOwed, OWES_ATTRIBUTE};
 use crate::rollout::capacity::{check_drain, MovingTask, Service};
 use crate::rollout::hold::{exit_standby_allowed, plan_holds, Holds};
@@ -45,6 +45,8 @@ struct Held {
     debts: BTreeSet<InstanceDebt>,
     /// The services with tasks here when it was chosen.
     services: BTreeSet<String>,
+    /// The cluster's daemon services: their tasks stay until the reboot.
+    daemons: BTreeSet<String>,
     boot_id_before: Option<String>,
     /// Why it needs the reboot (kept in the states it passes).
     reason: String,
@@ -298,6 +300,12 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if passed.is_empty() {
             return Ok(Vec::new());
         }
+        let daemons: BTreeSet<String> = workload
+            .services
+            .values()
+            .filter(|s| s.service.daemon)
+            .map(|s| s.service.name.clone())
+            .collect();
         let ids: Vec<String> = passed.iter().map(|(id, _)| id.clone()).collect();
         let scaling = self
             .patiently(|| self.fleet.auto_scaling(self.cluster, &ids))
@@ -317,6 +325,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 holds: Holds::default(),
                 debts: BTreeSet::new(),
                 services,
+                daemons: daemons.clone(),
                 boot_id_before: None,
             };
             if let Some((name, member)) = scaling.members.get(&id) {
@@ -522,7 +531,13 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             tokio::time::sleep(fallback.drain_poll).await;
             let ids: Vec<String> = waiting.iter().map(|h| h.id.clone()).collect();
             let health = self.patiently(|| self.fleet.instance_health(&ids)).await?;
-            let workload = self.patiently(|| self.fleet.workload(self.cluster)).await?;
+            let instances: Vec<(String, String)> = waiting
+                .iter()
+                .map(|h| (h.arn.clone(), h.id.clone()))
+                .collect();
+            let tasks = self
+                .patiently(|| self.fleet.tasks_on(self.cluster, &instances))
+                .await?;
             let timed_out = Instant::now() >= deadline;
             for h in waiting {
                 if health.get(&h.id).is_none_or(|x| x.is_leaving()) {
@@ -532,13 +547,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     );
                     continue;
                 }
-                let left: Vec<&str> = workload
-                    .tasks_on(&h.id)
-                    .filter(|t| {
-                        t.service().is_some_and(|s| {
-                            workload.services.get(s).is_none_or(|s| !s.service.daemon)
-                        })
-                    })
+                let left: Vec<&str> = tasks
+                    .iter()
+                    .filter(|t| t.instance_id == h.id)
+                    .filter(|t| t.service().is_some_and(|s| !h.daemons.contains(s)))
                     .map(|t| t.task_arn.as_str())
                     .collect();
                 if left.is_empty() {
@@ -574,16 +586,26 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         let timeout = self.config.fallback.drain_timeout;
         let deadline = Instant::now() + timeout;
         let mut announced = BTreeSet::new();
+        let names: Vec<String> = services
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         loop {
-            let workload = self.patiently(|| self.fleet.workload(self.cluster)).await?;
+            let current = if names.is_empty() {
+                BTreeMap::new()
+            } else {
+                self.patiently(|| self.fleet.services(self.cluster, &names))
+                    .await?
+            };
             let mut unsettled: BTreeMap<String, String> = BTreeMap::new();
             for (id, names) in services {
+                // A service gone meanwhile has nothing left to wait for.
                 let why: Vec<String> = names
                     .iter()
-                    .filter_map(|name| match workload.services.get(name) {
-                        Some(service) => service.unsettled(),
-                        None => None,
-                    })
+                    .filter_map(|name| current.get(name).and_then(ServiceState::unsettled))
                     .collect();
                 if !why.is_empty() {
                     unsettled.insert(id.clone(), why.join("; "));

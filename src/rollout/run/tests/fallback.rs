@@ -532,3 +532,94 @@ async fn a_group_carrying_another_clusters_record_is_not_touched() {
         Some("v1 20260101T000000Z-0001 cluster:other resume:HealthCheck")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_never_passes_its_status_checks_or_never_rejoins_halts_the_rollout() {
+    for fault in [Fault::StatusChecksFail, Fault::AgentNeverRejoins] {
+        let mut instances = nodes(4);
+        instances[2] = instances[2]
+            .clone()
+            .with_fault(Fault::SsmOffline)
+            .with_fault(fault);
+        instances[3] = instances[3].clone().with_fault(Fault::SsmOffline);
+        let sim = world(instances, 1, 1);
+        let mut config = fallback_config(1);
+        config.fallback.reboot_timeout = Duration::from_secs(300);
+        let (outcome, _) = roll_all(&sim, &config).await;
+        let why = reason(&outcome, "i-0002");
+        let expected = match fault {
+            Fault::StatusChecksFail => "EC2 status checks are not OK",
+            _ => "ECS does not show the agent connected",
+        };
+        assert!(
+            why.contains("did not come back") && why.contains(expected),
+            "{fault:?}: {why}"
+        );
+        assert_eq!(
+            sim.reboots_of("i-0003"),
+            0,
+            "{fault:?}: nothing else is rebooted"
+        );
+        assert!(sim.terminated_by_auto_scaling().is_empty(), "{fault:?}");
+        assert_put_back(&sim, &["i-0002", "i-0003"], &[]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn standby_is_refused_where_it_would_take_the_group_below_its_minimum() {
+    let mut instances = nodes(3);
+    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let sim = world(instances, 1, 1).with_group(
+        GROUP,
+        SimGroup {
+            min_size: 3,
+            ..SimGroup::default()
+        },
+    );
+    let mut config = fallback_config(1);
+    config.fallback.use_standby = true;
+    let (outcome, _) = roll_all(&sim, &config).await;
+    assert_eq!(outcome.states["i-0002"].name(), "skipped");
+    assert!(
+        reason(&outcome, "i-0002").contains("below its minimum (3 desired, minimum 3)"),
+        "{outcome:?}"
+    );
+    assert_eq!(calls(&sim, "autoscaling:EnterStandby"), 0);
+    assert_eq!(calls(&sim, "ecs:UpdateContainerInstancesState"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_that_fails_keeps_its_debt_halts_and_names_the_command() {
+    let mut instances = nodes(4);
+    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    instances[3] = instances[3].clone().with_fault(Fault::SsmOffline);
+    let sim = world(instances, 1, 1).with_failing("autoscaling:ResumeProcesses");
+    let (outcome, _) = roll_all(&sim, &fallback_config(1)).await;
+    let why = reason(&outcome, "i-0002");
+    assert!(
+        why.contains("aws autoscaling resume-processes --auto-scaling-group-name nodes --scaling-processes AZRebalance HealthCheck ReplaceUnhealthy"),
+        "{why}"
+    );
+    assert!(
+        outcome
+            .halted
+            .as_deref()
+            .unwrap_or_default()
+            .contains("putting back what the tool changed failed"),
+        "{:?}",
+        outcome.halted
+    );
+    assert_eq!(sim.reboots_of("i-0003"), 0, "nothing more is touched");
+    // What was put back is put back; what was not stays owed, on AWS.
+    let (protected, _, status) = sim.instance_state("i-0002").unwrap();
+    assert!(!protected);
+    assert_eq!(status, "ACTIVE");
+    let group = sim.group(GROUP).unwrap();
+    assert_eq!(group.suspended.len(), 3);
+    let tag = group.owes_tag.unwrap_or_default();
+    assert!(
+        tag.contains("cluster:sim")
+            && tag.contains("resume:AZRebalance/HealthCheck/ReplaceUnhealthy"),
+        "{tag}"
+    );
+}
