@@ -4,11 +4,13 @@
 use std::time::{Duration, SystemTime};
 
 use crate::cutover::{CutoverPlan, Durability};
-use crate::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
+use crate::fleet::sim::{
+    FallbackLatencies, Fault, Latencies, SimFleet, SimGroup, SimInstance, SimService,
+};
 use crate::preflight::PreflightOptions;
 use crate::report::OutputFormat;
 use crate::rollout::plan::Selection;
-use crate::rollout::run::RolloutConfig;
+use crate::rollout::run::{FallbackConfig, RolloutConfig};
 use crate::rollout::waves::{MaxUnavailable, WavePolicy};
 
 /// What the demo shows.
@@ -52,7 +54,21 @@ pub fn demo(
         reconnect: scale(defaults.reconnect),
         report: scale(defaults.report),
     };
-    let sim = SimFleet::new(instances, latencies, start);
+    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let world = FallbackLatencies::default();
+    let sim = SimFleet::new(instances, latencies, start)
+        .with_fallback_latencies(FallbackLatencies {
+            task_move: scale(world.task_move),
+            task_start: scale(world.task_start),
+            reboot_down: scale(world.reboot_down),
+            reboot_up: scale(world.reboot_up),
+            status_lag: scale(world.status_lag),
+            scale_in_after: scale(world.scale_in_after),
+        })
+        .with_group("demo-nodes", SimGroup::default())
+        // A web service with a task on every instance: a drain has something to move.
+        .with_service(SimService::new("web"), &ids);
     let defaults = RolloutConfig::default();
     let plan = CutoverPlan {
         cluster: sim.cluster().to_string(),
@@ -68,6 +84,13 @@ pub fn demo(
             agent_timeout: scale(defaults.agent_timeout),
             delivery_timeout: scale(defaults.delivery_timeout),
             poll_interval: scale(defaults.poll_interval),
+            fallback: FallbackConfig {
+                drain_timeout: scale(defaults.fallback.drain_timeout),
+                reboot_timeout: scale(defaults.fallback.reboot_timeout),
+                drain_poll: scale(defaults.fallback.drain_poll),
+                rejoin_poll: scale(defaults.fallback.rejoin_poll),
+                ..defaults.fallback.clone()
+            },
             ..defaults
         },
         dry_run: false,

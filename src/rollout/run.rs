@@ -86,6 +86,8 @@ pub struct FallbackConfig {
     pub reboot_after_drain_timeout: bool,
     /// How often the cluster's tasks are read during a drain.
     pub drain_poll: Duration,
+    /// How often a rebooting instance is read.
+    pub rejoin_poll: Duration,
 }
 
 impl Default for FallbackConfig {
@@ -100,6 +102,7 @@ impl Default for FallbackConfig {
             reboot_standalone_tasks: false,
             reboot_after_drain_timeout: false,
             drain_poll: Duration::from_secs(10),
+            rejoin_poll: Duration::from_secs(5),
         }
     }
 }

@@ -21,7 +21,6 @@
 //! that finishes it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -644,7 +643,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     ) -> Result<(), Interruption> {
         let timeout = self.config.fallback.reboot_timeout;
         let deadline = Instant::now() + timeout;
-        let poll = self.config.poll_interval.max(Duration::from_secs(5));
+        let poll = self.config.fallback.rejoin_poll;
         let mut seen: BTreeMap<String, RebootSightings> = rebooting
             .iter()
             .map(|h| {
