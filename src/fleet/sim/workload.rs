@@ -322,6 +322,32 @@ impl SimFleet {
                 }
             }
         }
+        // ECS replaces the service tasks of an instance that went away (spot, scale-in).
+        let gone: BTreeSet<String> = state
+            .instances
+            .iter()
+            .filter(|i| self.is_terminated(i, now))
+            .map(|i| i.id.clone())
+            .collect();
+        let orphans: Vec<SimTask> = state
+            .world
+            .tasks
+            .iter()
+            .filter(|t| gone.contains(&t.instance_id))
+            .cloned()
+            .collect();
+        for task in orphans {
+            state.world.tasks.retain(|t| t.arn != task.arn);
+            let service = task
+                .service
+                .as_ref()
+                .and_then(|s| state.world.services.get(s))
+                .filter(|s| !s.daemon)
+                .cloned();
+            if let Some(service) = service {
+                self.place(state, &service, &task, now);
+            }
+        }
         // Drains: due moves, in order.
         state.world.moves.sort();
         while let Some((due, _)) = state.world.moves.first() {
