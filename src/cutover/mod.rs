@@ -272,16 +272,29 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         } else {
             "R"
         };
+        let reboots = rollout_plan
+            .preset
+            .iter()
+            .filter(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }))
+            .count();
+        let reboots = if reboots == 0 {
+            String::new()
+        } else {
+            format!(
+                ", then drain and reboot {reboots} instance(s), {} at a time",
+                cutover.rollout.fallback.max_reboots
+            )
+        };
         let question = if resuming {
             format!(
-                "{settle}esume run {} on cluster {cluster}: follow {} restart(s) under way and restart {pending} more ECS agent(s) in {} wave(s)? [y/N] ",
+                "{settle}esume run {} on cluster {cluster}: follow {} restart(s) under way and restart {pending} more ECS agent(s) in {} wave(s){reboots}? [y/N] ",
                 prior.run.as_ref().map(|(r, _)| r.0.as_str()).unwrap_or_default(),
-                prior.in_flight.len(),
+                prior.in_flight.values().filter(|s| !s.is_in_fallback()).count(),
                 rollout_plan.waves.len(),
             )
         } else {
             format!(
-                "{settle}estart {pending} ECS agent(s) in {} wave(s) on cluster {cluster}? [y/N] ",
+                "{settle}estart {pending} ECS agent(s) in {} wave(s){reboots} on cluster {cluster}? [y/N] ",
                 rollout_plan.waves.len(),
             )
         };
@@ -713,6 +726,7 @@ mod tests {
         pub(super) err: String,
         pub(super) answer: Option<bool>,
         pub(super) asked: bool,
+        pub(super) question: String,
     }
 
     impl Console for Recorder {
@@ -722,8 +736,9 @@ mod tests {
         fn err(&mut self, text: &str) {
             self.err.push_str(text);
         }
-        fn confirm(&mut self, _question: &str) -> Option<bool> {
+        fn confirm(&mut self, question: &str) -> Option<bool> {
             self.asked = true;
+            self.question = question.to_string();
             self.answer
         }
         fn colour(&self) -> Colour {
@@ -760,6 +775,34 @@ mod tests {
         (0..n)
             .map(|i| SimInstance::healthy(format!("i-{i:03}"), "eu-west-1a"))
             .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_prompt_says_what_will_be_rebooted_and_a_no_changes_nothing() {
+        let mut fleet_instances = instances(3);
+        fleet_instances[1] = fleet_instances[1].clone().with_fault(Fault::SsmOffline);
+        let sim = fleet(fleet_instances);
+        let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+        let mut console = Recorder {
+            answer: Some(false),
+            ..Default::default()
+        };
+        let code = run(
+            &sim,
+            &clock,
+            &cutover(OutputFormat::Human),
+            &mut console,
+            &StopSignal::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, exit::BLOCKED);
+        assert_eq!(
+            console.question,
+            "Restart 2 ECS agent(s) in 2 wave(s), then drain and reboot 1 instance(s), 1 at a time on cluster sim? [y/N] "
+        );
+        assert!(sim.sent_commands().is_empty());
+        assert_eq!(sim.reboots_of("i-001"), 0);
     }
 
     #[tokio::test(start_paused = true)]

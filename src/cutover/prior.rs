@@ -133,7 +133,7 @@ impl Prior {
         let mut lines = Vec::new();
         if let Some((run, started)) = &self.run {
             lines.push(format!(
-                "An unfinished run {run} (started {}) is on record: {} instance(s) done, {} restart(s) under way when it stopped{}.",
+                "An unfinished run {run} (started {}) is on record: {} instance(s) done, {} instance(s) mid-restart or mid-reboot when it stopped{}.",
                 rfc3339(*started),
                 self.done.len(),
                 self.in_flight.len(),
