@@ -260,6 +260,45 @@ impl SimFleet {
                 "autoscaling:ExitStandby"
             },
         )?;
+        // Like Auto Scaling: entering lowers the desired capacity, refused below the
+        // minimum; leaving raises it, refused above the maximum.
+        let now = Instant::now();
+        let members = |standby: bool| {
+            state
+                .instances
+                .iter()
+                .filter(|i| i.auto_scaling_group.as_deref() == Some(group))
+                .filter(|i| !self.is_terminated(i, now) && i.standby == standby)
+                .map(|i| i.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let in_service = members(false);
+        let moving = members(!standby)
+            .into_iter()
+            .filter(|id| ids.contains(id))
+            .count();
+        let limits = state.groups.get(group).cloned().unwrap_or_default();
+        let desired = in_service.len();
+        let refused = if standby {
+            (desired - moving.min(desired)) < usize::try_from(limits.min_size).unwrap_or(0)
+        } else {
+            desired + moving > usize::try_from(limits.max_size).unwrap_or(0)
+        };
+        if refused {
+            return Err(FleetError::Aws {
+                action: if standby {
+                    "autoscaling:EnterStandby"
+                } else {
+                    "autoscaling:ExitStandby"
+                }
+                .into(),
+                scope: group.into(),
+                reason: format!(
+                    "ValidationError: desired capacity {desired} would leave {}..{}",
+                    limits.min_size, limits.max_size
+                ),
+            });
+        }
         for instance in &mut state.instances {
             if ids.contains(&instance.id) && instance.auto_scaling_group.as_deref() == Some(group) {
                 instance.standby = standby;

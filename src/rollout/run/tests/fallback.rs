@@ -623,3 +623,40 @@ async fn a_restore_that_fails_keeps_its_debt_halts_and_names_the_command() {
         "{tag}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn standby_that_cannot_be_left_stays_owed_with_the_command_to_finish_it() {
+    let mut instances = nodes(3);
+    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    // Someone lowered the maximum below what leaving Standby needs.
+    let sim = world(instances, 1, 1).with_group(
+        GROUP,
+        SimGroup {
+            max_size: 2,
+            ..SimGroup::default()
+        },
+    );
+    let mut config = fallback_config(1);
+    config.fallback.use_standby = true;
+    let (outcome, _) = roll_all(&sim, &config).await;
+    let why = reason(&outcome, "i-0002");
+    assert!(
+        why.contains("above its maximum")
+            && why.contains("aws autoscaling exit-standby --auto-scaling-group-name nodes --instance-ids i-0002"),
+        "{why}"
+    );
+    let (_, standby, status) = sim.instance_state("i-0002").unwrap();
+    assert!(standby, "still in Standby: nothing forced it out");
+    assert_eq!(status, "ACTIVE");
+    let group = sim.group(GROUP).unwrap();
+    assert!(group.suspended.is_empty(), "the processes were resumed");
+    assert!(
+        group
+            .owes_tag
+            .as_deref()
+            .unwrap_or_default()
+            .contains("standby:i-0002"),
+        "{:?}",
+        group.owes_tag
+    );
+}
