@@ -3,18 +3,26 @@
 //! requests per instance and peak memory, at 100, 1,000 and 5,000 instances, beside the
 //! one-at-a-time manual procedure on the same fleet; the rollout keeps its journal on disk
 //! the way the cutover does (written before every action), and the cost of that is
-//! measured in real time. Prints a Markdown table.
+//! measured in real time. Prints a Markdown table. A second table is the drain-and-reboot
+//! path (`--strategy reboot`, one at a time) at 10 and 100 instances, against its lower
+//! bound: per instance, a task moved, its replacement started, the reboot and the status
+//! checks.
 //!
-//! cargo run --release --example rollout_bench
+//! cargo run --release --example rollout_bench [-- reboot]   (only the second table)
 
 use std::time::{Duration, SystemTime};
 
 use privlink_restart::clock::SimClock;
-use privlink_restart::fleet::sim::{Latencies, SimFleet, SimInstance};
+use privlink_restart::fleet::sim::{
+    FallbackLatencies, Latencies, SimFleet, SimGroup, SimInstance, SimService,
+};
 use privlink_restart::fleet::Fleet;
 use privlink_restart::journal::marks::RunId;
 use privlink_restart::journal::{InstanceEntry, Journal, JournalKey, JournalStore};
-use privlink_restart::rollout::run::{roll, Hooks, RolloutConfig, RolloutEvent, RolloutInput};
+use privlink_restart::rollout::run::{
+    roll, FallbackConfig, Hooks, RolloutConfig, RolloutEvent, RolloutInput, Strategy,
+};
+use privlink_restart::rollout::state::InstanceState;
 use privlink_restart::rollout::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 
 /// Instances whose latencies vary from 0.7x to 1.6x the fleet's, from a fixed seed so
@@ -146,9 +154,83 @@ async fn run(n: usize, policy: WavePolicy, latencies: Latencies, journal: bool) 
     }
 }
 
+/// The drain-and-reboot path: every instance of a group rebooted one at a time, each
+/// with one task of a service to move.
+async fn reboot_path(n: usize) -> (Duration, u64, usize) {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let fleet: Vec<SimInstance> = (0..n)
+        .map(|i| {
+            SimInstance::healthy(format!("i-{i:05}"), ["eu-west-1a", "eu-west-1b"][i % 2])
+                .in_group("nodes")
+        })
+        .collect();
+    let ids: Vec<String> = fleet.iter().map(|i| i.id.clone()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let sim = SimFleet::new(fleet, Latencies::default(), start)
+        .with_group("nodes", SimGroup::default())
+        .with_service(SimService::new("web"), &ids)
+        .with_max_reboots(1);
+    let clock = SimClock::starting_at(start);
+    let targets = sim.targets();
+    let preset = targets
+        .iter()
+        .map(|t| {
+            let state = InstanceState::NeedsReboot {
+                reason: "--strategy reboot".into(),
+            };
+            (t.instance_id.clone(), state)
+        })
+        .collect();
+    let config = RolloutConfig {
+        fallback: FallbackConfig {
+            strategy: Strategy::Reboot,
+            ..FallbackConfig::default()
+        },
+        ..RolloutConfig::default()
+    };
+    let input = RolloutInput {
+        cluster: sim.cluster().to_string(),
+        run: RunId::new(1_800_000_000, 1),
+        targets,
+        preset,
+        bystanders: Vec::new(),
+        resumed: false,
+    };
+    let began = tokio::time::Instant::now();
+    let outcome = roll(&sim, &clock, input, &config, &mut |_| {}).await;
+    (
+        began.elapsed(),
+        sim.request_counts().values().sum(),
+        outcome.count("done"),
+    )
+}
+
+async fn reboot_table() {
+    let world = FallbackLatencies::default();
+    let per_instance = world.task_move + world.task_start + world.reboot_up + world.status_lag;
+    println!("| instances (reboot path) | makespan | lower bound | ratio | requests/instance |");
+    println!("|---:|---:|---:|---:|---:|");
+    for n in [10usize, 100] {
+        let (makespan, requests, done) = reboot_path(n).await;
+        assert_eq!(done, n, "every instance must end done");
+        let bound = per_instance * n as u32;
+        println!(
+            "| {n} | {:.0} s | {:.0} s | {:.2} | {:.1} |",
+            makespan.as_secs_f64(),
+            bound.as_secs_f64(),
+            makespan.as_secs_f64() / bound.as_secs_f64(),
+            requests as f64 / n as f64,
+        );
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     tokio::time::pause();
+    if std::env::args().any(|a| a == "reboot") {
+        reboot_table().await;
+        return;
+    }
     let latencies = Latencies::default();
     let per_host = latencies.delivery + latencies.restart + latencies.reconnect;
     println!(
@@ -210,4 +292,6 @@ async fn main() {
             peak_rss_mib(),
         );
     }
+    println!();
+    reboot_table().await;
 }
