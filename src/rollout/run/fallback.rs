@@ -56,6 +56,9 @@ enum Ending {
     Proven(RebootProof),
     Failed(String),
     Gone(String),
+    /// Not rebooted: the run was asked to stop (or lost its lease) before the reboot. It
+    /// is put back and waits for the next run.
+    Stopped(String),
 }
 
 impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
@@ -127,6 +130,11 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if chosen.is_empty() {
             return Ok(None);
         }
+        // The guards can wait a while: nothing is changed once a stop is asked for.
+        if let Some(reason) = self.hooks.stop_reason() {
+            self.stopped = true;
+            return Ok(Some(reason));
+        }
         let mut held = Vec::new();
         let changed = self.hold(chosen, &mut held).await;
         let mut endings: BTreeMap<String, Ending> = BTreeMap::new();
@@ -149,6 +157,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 Some(error)
             }
         };
+        let stopped = held.iter().find_map(|h| match endings.get(&h.id) {
+            Some(Ending::Stopped(why)) => Some(why.clone()),
+            _ => None,
+        });
         let halt_on_return = held.iter().any(|h| {
             matches!(endings.get(&h.id), Some(Ending::Failed(why)) if why.starts_with(NOT_BACK))
         });
@@ -166,6 +178,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     evidence: Proof::Reboot(proof),
                 },
                 (None, Some(Ending::Failed(why))) => InstanceState::Failed { reason: why },
+                (None, Some(Ending::Stopped(why))) => InstanceState::NeedsReboot {
+                    reason: format!("{}; put back, not rebooted: {why}", h.reason),
+                },
                 (None, None) => InstanceState::Failed {
                     reason: "internal error: the reboot ended without a verdict".into(),
                 },
@@ -174,6 +189,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
         if let Some(error) = interrupted {
             return Err(error);
+        }
+        if let Some(why) = stopped {
+            self.stopped = true;
+            return Ok(Some(why));
         }
         if !unpaid.is_empty() {
             return Ok(Some(format!(
@@ -492,6 +511,13 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if rebooting.is_empty() {
             return Ok(());
         }
+        // A reboot is a new step: not after a stop request or with the lease lost.
+        if let Some(why) = self.hooks.stop_reason() {
+            for h in rebooting {
+                endings.insert(h.id.clone(), Ending::Stopped(why.clone()));
+            }
+            return Ok(());
+        }
         let ids: Vec<String> = rebooting.iter().map(|h| h.id.clone()).collect();
         let at = self.now();
         for h in &rebooting {
@@ -539,7 +565,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 .await?;
             let timed_out = Instant::now() >= deadline;
             for h in waiting {
-                if health.get(&h.id).is_none_or(|x| x.is_leaving()) {
+                // Only a terminating state counts: an instance missing from the answer is
+                // not taken for gone (its restore would be skipped).
+                if health.get(&h.id).is_some_and(|x| x.is_leaving()) {
                     endings.insert(
                         h.id.clone(),
                         Ending::Gone("terminated while draining: nothing of it to put back".into()),
@@ -675,7 +703,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 let Some(sightings) = seen.get_mut(&h.id) else {
                     continue;
                 };
-                let leaving = health.get(&h.id).is_none_or(|x| x.is_leaving());
+                let leaving = health.get(&h.id).is_some_and(|x| x.is_leaving());
                 let Some(agent) = self.agent_of(&agents, &h.id).filter(|_| !leaving) else {
                     endings.insert(
                         h.id.clone(),

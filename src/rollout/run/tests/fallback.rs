@@ -660,3 +660,63 @@ async fn standby_that_cannot_be_left_stays_owed_with_the_command_to_finish_it() 
         group.owes_tag
     );
 }
+
+/// Hooks that ask the rollout to stop once the instance is DRAINING.
+struct StopWhenDraining {
+    id: &'static str,
+    draining: bool,
+    events: Vec<RolloutEvent>,
+}
+
+impl Hooks for StopWhenDraining {
+    fn event(&mut self, event: RolloutEvent) {
+        if let RolloutEvent::StateChanged {
+            instance_id, state, ..
+        } = &event
+        {
+            self.draining |= instance_id == self.id && state.name() == "draining";
+        }
+        self.events.push(event);
+    }
+
+    fn stop_reason(&mut self) -> Option<String> {
+        self.draining
+            .then(|| "interrupted (Ctrl-C or SIGTERM)".into())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_a_drain_puts_the_instance_back_without_rebooting_it() {
+    let mut instances = nodes(3);
+    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let sim = world(instances, 1, 1).with_service(SimService::new("web"), &["i-0002"]);
+    let config = fallback_config(1);
+    let targets = sim.targets();
+    let preset = vec![(
+        "i-0002".to_string(),
+        InstanceState::NeedsReboot {
+            reason: "SSM does not manage the instance".into(),
+        },
+    )];
+    let input = RolloutInput {
+        cluster: "sim".into(),
+        run: RunId::new(1_800_000_000, 1),
+        targets,
+        preset,
+        bystanders: Vec::new(),
+        resumed: false,
+    };
+    let mut hooks = StopWhenDraining {
+        id: "i-0002",
+        draining: false,
+        events: Vec::new(),
+    };
+    let clock = SimClock::starting_at(start());
+    let outcome = roll(&sim, &clock, input, &config, &mut hooks).await;
+    assert!(outcome.stopped, "{outcome:?}");
+    assert_eq!(sim.reboots_of("i-0002"), 0, "no reboot after the interrupt");
+    let why = reason(&outcome, "i-0002");
+    assert_eq!(outcome.states["i-0002"].name(), "needs-reboot", "{why}");
+    assert!(why.contains("put back, not rebooted: interrupted"), "{why}");
+    assert_put_back(&sim, &["i-0002"], &[]);
+}
