@@ -349,11 +349,13 @@ pub async fn await_return<F: Fleet>(
             .collect();
         let away: Vec<&String> = ids
             .iter()
-            .filter(|id| {
-                health.get(*id).is_some_and(|h| {
+            // Missing from EC2's answer is not taken as back: it waits like the others.
+            .filter(|id| match health.get(*id) {
+                None => true,
+                Some(h) => {
                     let back = h.status_ok && connected.contains(&owed[*id]);
                     !(h.is_leaving() || back)
-                })
+                }
             })
             .collect();
         let waited = began.elapsed().as_secs();
@@ -402,15 +404,50 @@ pub async fn settle<F: Fleet>(
     let mut activate = Vec::new();
     let mut unprotect: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut cleared = Vec::new();
+    // An instance ECS no longer lists may still run (its agent registered anew, or an
+    // operator deregistered it) and still be protected: ask EC2 and Auto Scaling.
+    let unlisted: Vec<String> = prior
+        .owed_instances
+        .iter()
+        .filter(|(id, owed)| {
+            owed.debts.contains(&InstanceDebt::Unprotect)
+                && !inventory
+                    .container_instances
+                    .iter()
+                    .any(|ci| &ci.ec2_instance_id == *id)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    let (health, scaling) = if unlisted.is_empty() {
+        (BTreeMap::new(), crate::fleet::AutoScaling::default())
+    } else {
+        (
+            fleet.instance_health(&unlisted).await?,
+            fleet.auto_scaling(cluster, &unlisted).await?,
+        )
+    };
     for (id, owed) in &prior.owed_instances {
         let Some(instance) = inventory
             .container_instances
             .iter()
             .find(|ci| &ci.ec2_instance_id == id)
         else {
-            settled
-                .lines
-                .push(format!("{id} left the cluster: nothing to put back"));
+            let running = health.get(id).is_some_and(|h| !h.is_leaving());
+            match scaling.members.get(id) {
+                Some((group, member))
+                    if running
+                        && owed.debts.contains(&InstanceDebt::Unprotect)
+                        && member.protected_from_scale_in =>
+                {
+                    unprotect.entry(group.clone()).or_default().push(id.clone());
+                    settled.lines.push(format!(
+                        "{id} (no longer in the cluster, still running): scale-in protection removed"
+                    ));
+                }
+                _ => settled
+                    .lines
+                    .push(format!("{id} left the cluster: nothing to put back")),
+            }
             continue;
         };
         if owed.debts.contains(&InstanceDebt::Activate) && instance.status == "DRAINING" {

@@ -680,6 +680,7 @@ impl SimFleet {
             no_ssm: instance
                 .has(Fault::SsmOffline)
                 .then(|| "SSM does not manage the instance".to_string()),
+            auto_scaling_group: instance.auto_scaling_group.clone(),
         })
     }
 

@@ -104,17 +104,18 @@ pub fn plan_holds(group: &Group, member: &Member, use_standby: bool) -> Result<H
     })
 }
 
-/// Whether the instance can leave Standby now: Auto Scaling raises the desired capacity
-/// by one and refuses above the maximum (someone may have lowered it meanwhile).
-pub fn exit_standby_allowed(group: &Group) -> Result<(), String> {
-    if group.desired + 1 > group.max_size {
+/// Whether `leaving` instances can leave Standby now: Auto Scaling raises the desired
+/// capacity by one for each and refuses above the maximum (someone may have lowered it
+/// meanwhile).
+pub fn exit_standby_allowed(group: &Group, leaving: i32) -> Result<(), String> {
+    if group.desired + leaving > group.max_size {
         return Err(format!(
             "leaving Standby would take Auto Scaling group {} above its maximum ({} desired, maximum {}); raise it: aws autoscaling update-auto-scaling-group --auto-scaling-group-name {} --max-size {}",
             group.name,
             group.desired,
             group.max_size,
             group.name,
-            group.desired + 1
+            group.desired + leaving
         ));
     }
     Ok(())
@@ -201,9 +202,14 @@ mod tests {
     #[test]
     fn leaving_standby_respects_the_maximum_and_names_the_fix() {
         let mut full = group();
-        assert!(exit_standby_allowed(&full).is_ok());
+        assert!(exit_standby_allowed(&full, 1).is_ok());
         full.max_size = 4;
-        let refused = exit_standby_allowed(&full).unwrap_err();
+        let refused = exit_standby_allowed(&full, 1).unwrap_err();
         assert!(refused.contains("--max-size 5"), "{refused}");
+        // Two leaving at once need room for both.
+        full.max_size = 5;
+        assert!(exit_standby_allowed(&full, 1).is_ok());
+        let refused = exit_standby_allowed(&full, 2).unwrap_err();
+        assert!(refused.contains("--max-size 6"), "{refused}");
     }
 }

@@ -205,6 +205,7 @@ fn decide(
         availability_zone: ec2.availability_zone.clone(),
         platform: instance.platform,
         no_ssm,
+        auto_scaling_group: ec2.auto_scaling_group.clone(),
     })
 }
 

@@ -135,6 +135,9 @@ pub struct Target {
     pub platform: Platform,
     /// Why SSM cannot run commands on it (not managed, ping not Online); `None`: it can.
     pub no_ssm: Option<String>,
+    /// The Auto Scaling group its EC2 tag names, if any: the fallback holds an instance
+    /// of a group only when Auto Scaling itself lists it there.
+    pub auto_scaling_group: Option<String>,
 }
 
 /// What the orchestrator tells its reporter.

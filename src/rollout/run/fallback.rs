@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::{Interruption, Rollout, RolloutEvent};
 use crate::clock::Clock;
-use crate::fleet::{Fleet, InstanceMark, ServiceState, Workload};
+use crate::fleet::{Fleet, InstanceMark, Workload};
 use crate::journal::marks::{GroupOwed, InstanceDebt, InstanceOwed, OWES_ATTRIBUTE};
 use crate::rollout::capacity::{check_drain, MovingTask, Service};
 use crate::rollout::hold::{exit_standby_allowed, plan_holds, Holds};
@@ -49,6 +49,18 @@ struct Held {
     boot_id_before: Option<String>,
     /// Why it needs the reboot (kept in the states it passes).
     reason: String,
+    /// What the tool tried to change on it (a call that failed may still have acted).
+    attempted: Attempted,
+}
+
+/// The changes the tool attempted on a held instance.
+#[derive(Debug, Clone, Copy, Default)]
+struct Attempted {
+    protect: bool,
+    suspend: bool,
+    standby: bool,
+    drain: bool,
+    reboot: bool,
 }
 
 /// How a held instance ended its steps.
@@ -139,7 +151,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         let changed = self.hold(chosen, &mut held).await;
         let mut endings: BTreeMap<String, Ending> = BTreeMap::new();
         let steps = match changed {
-            Ok(()) => self.drain_and_reboot(&held, &mut endings).await,
+            Ok(()) => self.drain_and_reboot(&mut held, &mut endings).await,
             Err(error) => Err(error),
         };
         let interrupted = match steps {
@@ -164,6 +176,24 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         let halt_on_return = held.iter().any(|h| {
             matches!(endings.get(&h.id), Some(Ending::Failed(why)) if why.starts_with(NOT_BACK))
         });
+        // Lost contact (or the journal) after the reboot was sent: putting back now would
+        // resume Auto Scaling's health checks under a host that may still be down. Its
+        // debts stay recorded; the next run waits for it, then pays them.
+        let (mut held, kept): (Vec<Held>, Vec<Held>) = held.into_iter().partition(|h| {
+            interrupted.is_none()
+                || !h.attempted.reboot
+                || matches!(endings.get(&h.id), Some(Ending::Proven(_) | Ending::Gone(_)))
+        });
+        for h in &kept {
+            let why = match endings.remove(&h.id) {
+                Some(Ending::Failed(why)) => why,
+                _ => "stopped".into(),
+            };
+            let reason = format!(
+                "{why} while following its reboot: what the tool changed on it stays recorded, and the next run (--resume) puts it back once the instance is back"
+            );
+            self.set(&h.id, InstanceState::Failed { reason });
+        }
         let unpaid = self.restore(&mut held, &endings).await;
         for h in &held {
             let state = match (unpaid.get(&h.id), endings.remove(&h.id)) {
@@ -268,7 +298,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     continue;
                 }
             }
-            let check = placement(&workload, id, &candidates);
+            let earlier: Vec<&str> = passed.iter().map(|(id, _): &(String, BTreeSet<String>)| id.as_str()).collect();
+            let check = placement(&workload, id, &earlier, &candidates);
             for warning in check.warnings {
                 self.notice(id, warning);
             }
@@ -324,15 +355,47 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             .filter(|s| s.service.daemon)
             .map(|s| s.service.name.clone())
             .collect();
+        // The waits above can be long: what an operator did meanwhile counts. An
+        // instance set DRAINING since is left alone.
+        let ids: Vec<String> = passed.iter().map(|(id, _)| id.clone()).collect();
+        let agents = self.agents(&ids).await?;
+        passed.retain(|(id, _)| {
+            let draining = self
+                .agent_of(&agents, id)
+                .is_none_or(|a| a.status.as_deref() == Some("DRAINING"));
+            if draining {
+                let reason = "set DRAINING by someone else (or left) during the run: left alone";
+                self.set(id, InstanceState::Skipped { reason: reason.into() });
+            }
+            !draining
+        });
+        // The boot ids before anything changes (where SSM works).
+        let mut boots: BTreeMap<String, String> = BTreeMap::new();
+        let mut by_platform: BTreeMap<_, Vec<String>> = BTreeMap::new();
+        for (id, _) in &passed {
+            let target = &self.targets[id];
+            if target.no_ssm.is_none() {
+                by_platform.entry(target.platform).or_default().push(id.clone());
+            }
+        }
+        for (platform, ids) in by_platform {
+            boots.extend(self.patiently(|| self.fleet.boot_ids(&ids, platform)).await?);
+        }
+        // Auto Scaling last, right before the holds go on.
         let ids: Vec<String> = passed.iter().map(|(id, _)| id.clone()).collect();
         let scaling = self
             .patiently(|| self.fleet.auto_scaling(self.cluster, &ids))
             .await?;
-        let tags = if scaling.members.is_empty() {
+        let in_group = passed
+            .iter()
+            .any(|(id, _)| self.targets[id].auto_scaling_group.is_some());
+        let tags = if scaling.members.is_empty() && !in_group {
             BTreeMap::new()
         } else {
             self.patiently(|| self.fleet.group_marks()).await?
         };
+        // Instances each group puts into Standby in this batch: its minimum counts them all.
+        let mut entering: BTreeMap<String, i32> = BTreeMap::new();
         let mut chosen = Vec::new();
         for (id, services) in passed {
             let mut held = Held {
@@ -344,29 +407,41 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 debts: BTreeSet::new(),
                 services,
                 daemons: daemons.clone(),
-                boot_id_before: None,
+                boot_id_before: boots.get(&id).cloned(),
+                attempted: Attempted::default(),
             };
-            if let Some((name, member)) = scaling.members.get(&id) {
-                let skip = match scaling.groups.get(name) {
+            let tagged = self.targets[&id].auto_scaling_group.clone();
+            let skip = match (scaling.members.get(&id), tagged) {
+                (None, None) => None,
+                // Fail closed: a group that does not list its instance cannot hold it.
+                (None, Some(name)) => Some(format!(
+                    "its EC2 tag names Auto Scaling group {name}, which does not list it: it cannot be held, so it is not rebooted"
+                )),
+                (Some((name, member)), _) => match scaling.groups.get(name) {
                     None => Some(format!("its Auto Scaling group {name} could not be read")),
-                    Some(group) => match foreign_record(tags.get(name), self.cluster) {
-                        Some(other) => Some(format!(
-                            "Auto Scaling group {name} carries a restore record of cluster {other}: finish that cluster's run first"
-                        )),
-                        None => match plan_holds(group, member, fallback.use_standby) {
-                            Ok(holds) => {
-                                held.holds = holds;
-                                held.group = Some(name.clone());
-                                None
+                    Some(group) => match group_record(tags.get(name), self.cluster) {
+                        Err(why) => Some(format!("Auto Scaling group {name}: {why}")),
+                        Ok(()) => {
+                            let mut group = group.clone();
+                            group.desired -= entering.get(name).copied().unwrap_or(0);
+                            match plan_holds(&group, member, fallback.use_standby) {
+                                Ok(holds) => {
+                                    if holds.standby {
+                                        *entering.entry(name.clone()).or_default() += 1;
+                                    }
+                                    held.holds = holds;
+                                    held.group = Some(name.clone());
+                                    None
+                                }
+                                Err(why) => Some(why),
                             }
-                            Err(why) => Some(why),
-                        },
+                        }
                     },
-                };
-                if let Some(reason) = skip {
-                    self.set(&id, InstanceState::Skipped { reason });
-                    continue;
-                }
+                },
+            };
+            if let Some(reason) = skip {
+                self.set(&id, InstanceState::Skipped { reason });
+                continue;
             }
             chosen.push(held);
         }
@@ -375,32 +450,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
 
     /// Records the debts, then puts on the holds and sets DRAINING. `held` gets each
     /// instance as soon as anything may have changed on it.
-    async fn hold(
-        &mut self,
-        mut chosen: Vec<Held>,
-        held: &mut Vec<Held>,
-    ) -> Result<(), Interruption> {
-        // The boot ids before anything changes (where SSM works).
-        let mut by_platform: BTreeMap<_, Vec<String>> = BTreeMap::new();
-        for h in &chosen {
-            let target = &self.targets[&h.id];
-            if target.no_ssm.is_none() {
-                by_platform
-                    .entry(target.platform)
-                    .or_default()
-                    .push(h.id.clone());
-            }
-        }
-        for (platform, ids) in by_platform {
-            let boots = self
-                .patiently(|| self.fleet.boot_ids(&ids, platform))
-                .await?;
-            for h in &mut chosen {
-                if let Some(boot) = boots.get(&h.id) {
-                    h.boot_id_before = Some(boot.clone());
-                }
-            }
-        }
+    async fn hold(&mut self, mut chosen: Vec<Held>, held: &mut Vec<Held>) -> Result<(), Interruption> {
         // Debts first: journal, then AWS.
         for h in &mut chosen {
             h.debts = h.holds.instance_debts();
@@ -425,9 +475,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             let owed = self.group_owed[group].clone();
             self.hooks.owe_group(group, &owed);
         }
-        held.extend(chosen.iter().cloned());
+        held.extend(chosen);
         self.checkpoint()?;
-        let marks = chosen
+        let marks = held
             .iter()
             .map(|h| owes_mark(&self.run, h))
             .collect::<Result<Vec<_>, _>>()?;
@@ -440,44 +490,56 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             self.patiently(|| self.fleet.write_group_mark(group, Some(&value)))
                 .await?;
         }
-        // Then the holds, group by group.
+        // Then the holds, group by group; each marked attempted before its call, so that
+        // putting back undoes what may have been done and nothing else.
         for group in &groups {
-            let members: Vec<&Held> = chosen
-                .iter()
-                .filter(|h| h.group.as_ref() == Some(group))
+            let members: Vec<usize> = (0..held.len())
+                .filter(|i| held[*i].group.as_ref() == Some(group))
                 .collect();
             let protect: Vec<String> = members
                 .iter()
-                .filter(|h| h.holds.protect)
-                .map(|h| h.id.clone())
+                .filter(|i| held[**i].holds.protect)
+                .map(|i| held[*i].id.clone())
                 .collect();
             if !protect.is_empty() {
+                for i in &members {
+                    held[*i].attempted.protect = held[*i].holds.protect;
+                }
                 self.patiently(|| self.fleet.set_scale_in_protection(group, &protect, true))
                     .await?;
             }
             let suspend: BTreeSet<String> = members
                 .iter()
-                .flat_map(|h| h.holds.suspend.iter().cloned())
+                .flat_map(|i| held[*i].holds.suspend.iter().cloned())
                 .collect();
             if !suspend.is_empty() {
+                for i in &members {
+                    held[*i].attempted.suspend = true;
+                }
                 let suspend: Vec<String> = suspend.into_iter().collect();
                 self.patiently(|| self.fleet.set_processes_suspended(group, &suspend, true))
                     .await?;
             }
             let standby: Vec<String> = members
                 .iter()
-                .filter(|h| h.holds.standby)
-                .map(|h| h.id.clone())
+                .filter(|i| held[**i].holds.standby)
+                .map(|i| held[*i].id.clone())
                 .collect();
             if !standby.is_empty() {
+                for i in &members {
+                    held[*i].attempted.standby = held[*i].holds.standby;
+                }
                 self.patiently(|| self.fleet.set_standby(group, &standby, true))
                     .await?;
             }
         }
-        let arns: Vec<String> = chosen.iter().map(|h| h.arn.clone()).collect();
+        for h in held.iter_mut() {
+            h.attempted.drain = true;
+        }
+        let arns: Vec<String> = held.iter().map(|h| h.arn.clone()).collect();
         self.patiently(|| self.fleet.set_draining(self.cluster, &arns, true))
             .await?;
-        for h in &chosen {
+        for h in held.iter() {
             self.set(
                 &h.id,
                 InstanceState::Draining {
@@ -492,7 +554,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     /// in `endings`.
     async fn drain_and_reboot(
         &mut self,
-        held: &[Held],
+        held: &mut [Held],
         endings: &mut BTreeMap<String, Ending>,
     ) -> Result<(), Interruption> {
         self.wait_for_drain(held, endings).await?;
@@ -519,6 +581,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             return Ok(());
         }
         let ids: Vec<String> = rebooting.iter().map(|h| h.id.clone()).collect();
+        for h in held.iter_mut().filter(|h| ids.contains(&h.id)) {
+            h.attempted.reboot = true;
+        }
+        let rebooting: Vec<&Held> = held.iter().filter(|h| ids.contains(&h.id)).collect();
         let at = self.now();
         for h in &rebooting {
             self.set(
@@ -629,10 +695,13 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             };
             let mut unsettled: BTreeMap<String, String> = BTreeMap::new();
             for (id, names) in services {
-                // A service gone meanwhile has nothing left to wait for.
+                // Fail closed: a service missing from the answer is not taken as settled.
                 let why: Vec<String> = names
                     .iter()
-                    .filter_map(|name| current.get(name).and_then(ServiceState::unsettled))
+                    .filter_map(|name| match current.get(name) {
+                        Some(service) => service.unsettled(),
+                        None => Some(format!("service {name} could not be read")),
+                    })
                     .collect();
                 if !why.is_empty() {
                     unsettled.insert(id.clone(), why.join("; "));
@@ -703,8 +772,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 let Some(sightings) = seen.get_mut(&h.id) else {
                     continue;
                 };
-                let leaving = health.get(&h.id).is_some_and(|x| x.is_leaving());
-                let Some(agent) = self.agent_of(&agents, &h.id).filter(|_| !leaving) else {
+                // Gone only when EC2 or Auto Scaling says it is being terminated: a
+                // container instance ECS stopped listing may be an agent that registered
+                // anew, on a host that still holds what the tool changed.
+                if health.get(&h.id).is_some_and(|x| x.is_leaving()) {
                     endings.insert(
                         h.id.clone(),
                         Ending::Gone(
@@ -712,9 +783,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                         ),
                     );
                     continue;
-                };
+                }
+                let connected = self.agent_of(&agents, &h.id).is_some_and(|a| a.connected);
                 let was_down = sightings.disconnect_seen;
-                sightings.disconnect_seen |= !agent.connected;
+                sightings.disconnect_seen |= !connected;
                 if sightings.disconnect_seen && !was_down {
                     self.set(
                         &h.id,
@@ -724,7 +796,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                         },
                     );
                 }
-                sightings.connected = agent.connected;
+                sightings.connected = connected;
                 sightings.status_ok = health.get(&h.id).is_some_and(|x| x.status_ok);
                 if sightings.connected && sightings.status_ok && h.boot_id_before.is_some() {
                     let platform = self.targets[&h.id].platform;
@@ -776,6 +848,29 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if held.is_empty() {
             return BTreeMap::new();
         }
+        // Only what was attempted is undone; a debt recorded for a hold never tried is
+        // simply dropped (an operator may have put the same hold on since).
+        for h in held.iter_mut() {
+            if !h.attempted.drain {
+                h.debts.remove(&InstanceDebt::Activate);
+            }
+            if !h.attempted.protect {
+                h.holds.protect = false;
+                h.debts.remove(&InstanceDebt::Unprotect);
+            }
+            let owed = h.group.as_ref().and_then(|g| self.group_owed.get_mut(g));
+            if let Some(owed) = owed {
+                if !h.attempted.suspend {
+                    for process in h.holds.suspend.drain(..) {
+                        owed.resume.remove(&process);
+                    }
+                }
+                if !h.attempted.standby && h.holds.standby {
+                    h.holds.standby = false;
+                    owed.exit_standby.remove(&h.id);
+                }
+            }
+        }
         let gone: BTreeSet<String> = held
             .iter()
             .filter(|h| matches!(endings.get(&h.id), Some(Ending::Gone(_))))
@@ -825,6 +920,15 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             }
         }
         let groups: BTreeSet<String> = held.iter().filter_map(|h| h.group.clone()).collect();
+        // The groups' records as they are now: one that is no longer this cluster's is
+        // not overwritten (not knowing, this run's own record is updated).
+        let tags = if groups.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.patiently(|| self.fleet.group_marks())
+                .await
+                .unwrap_or_default()
+        };
         for group in groups {
             let members: Vec<usize> = (0..held.len())
                 .filter(|i| held[*i].group.as_ref() == Some(&group))
@@ -871,7 +975,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     .await
                 {
                     Ok(scaling) => match scaling.groups.get(&group) {
-                        Some(g) => exit_standby_allowed(g).map_err(|why| why.to_string()),
+                        Some(g) => exit_standby_allowed(g, i32::try_from(standby.len()).unwrap_or(i32::MAX)),
                         None => Err(format!("Auto Scaling group {group} could not be read")),
                     },
                     Err(error) => Err(error.to_string()),
@@ -931,7 +1035,22 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             } else {
                 owed.encode().ok()
             };
-            let _ = self.checkpoint();
+            if let Err(error) = self.hooks.checkpoint() {
+                for i in &members {
+                    unpaid.entry(held[*i].id.clone()).or_default().push(format!(
+                        "cannot write the journal ({error}): the group's record on AWS is left as it was"
+                    ));
+                }
+                continue;
+            }
+            if let Err(why) = group_record(tags.get(&group), &cluster) {
+                for i in &members {
+                    unpaid.entry(held[*i].id.clone()).or_default().push(format!(
+                        "Auto Scaling group {group} {why}; its record was left as it is"
+                    ));
+                }
+                continue;
+            }
             if let Err(error) = self
                 .patiently(|| self.fleet.write_group_mark(&group, value.as_deref()))
                 .await
@@ -950,7 +1069,17 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             }
             self.hooks.owe_instance(&h.id, &h.arn, &h.debts);
         }
-        let _ = self.checkpoint();
+        if let Err(error) = self.hooks.checkpoint() {
+            for h in held.iter() {
+                unpaid.entry(h.id.clone()).or_default().push(format!(
+                    "cannot write the journal ({error}): its record on AWS is left as it was"
+                ));
+            }
+            return unpaid
+                .into_iter()
+                .map(|(id, lines)| (id, lines.join("; ")))
+                .collect();
+        }
         let marks: Vec<InstanceMark> = held
             .iter()
             .filter_map(|h| {
@@ -1003,21 +1132,35 @@ fn owes_mark(
     })
 }
 
-/// The cluster whose restore record a group carries, when it is not `cluster`.
-fn foreign_record(value: Option<&String>, cluster: &str) -> Option<String> {
-    let owed = GroupOwed::parse(value?).ok()?;
-    (owed.cluster != cluster).then_some(owed.cluster)
+/// Whether the group's restore record (if any) lets this cluster's run add to it: none,
+/// or one of this cluster. Another cluster's, or one this version cannot read, blocks.
+fn group_record(value: Option<&String>, cluster: &str) -> Result<(), String> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    match GroupOwed::parse(value) {
+        Ok(owed) if owed.cluster == cluster => Ok(()),
+        Ok(owed) => Err(format!(
+            "carries a restore record of cluster {}: finish that cluster's run first",
+            owed.cluster
+        )),
+        Err(error) => Err(format!("{error}")),
+    }
 }
 
-/// The placement check for one instance of a batch: its service tasks against the
-/// cluster's other hosts, the batch's other members not counted as room.
+/// The placement check for one instance of a batch: its service tasks, with those of the
+/// batch's members that passed before it (all of them move at once), against the
+/// cluster's other hosts; no member of the batch counts as room.
 fn placement(
     workload: &Workload,
     id: &str,
+    earlier: &[&str],
     batch: &[String],
 ) -> crate::rollout::capacity::DrainCheck {
     let moving: Vec<MovingTask> = workload
-        .tasks_on(id)
+        .tasks
+        .iter()
+        .filter(|t| t.instance_id == id || earlier.contains(&t.instance_id.as_str()))
         .filter_map(|t| {
             Some(MovingTask {
                 task_arn: t.task_arn.clone(),
