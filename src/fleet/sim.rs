@@ -79,6 +79,11 @@ pub enum Fault {
     AgentNeverRejoins,
     /// Terminated (a spot interruption) this long after it is set DRAINING.
     TerminatedWhenDrained(Duration),
+    /// After a reboot its agent registers anew: ECS shows the old container instance
+    /// INACTIVE while the EC2 instance runs on.
+    ReregistersAfterReboot,
+    /// Auto Scaling's instance listing leaves it out (as right after it joined a group).
+    UnlistedByAutoScaling,
     /// The restart does nothing: the agent keeps running from before, and the evidence
     /// says so (its start is before the restart).
     RestartIneffective,
@@ -264,6 +269,8 @@ struct State {
     outage_after: Option<u64>,
     /// Actions that always fail (as a missing permission or a broken API would).
     failing: BTreeSet<String>,
+    /// Every call after the first call of this action fails (AWS lost right after it).
+    outage_after_action: Option<String>,
     groups: BTreeMap<String, SimGroup>,
     /// SSM parameters by name.
     parameters: BTreeMap<String, String>,
@@ -344,6 +351,7 @@ impl SimFleet {
                 total_calls: 0,
                 outage_after: None,
                 failing: BTreeSet::new(),
+                outage_after_action: None,
                 groups: BTreeMap::new(),
                 parameters: BTreeMap::new(),
                 marked_done: BTreeMap::new(),
@@ -363,6 +371,13 @@ impl SimFleet {
     /// goes away mid-run.
     pub fn with_outage_after(self, n: u64) -> SimFleet {
         self.lock().outage_after = Some(n);
+        self
+    }
+
+    /// Every call after the first call of `action` fails, as when the network goes away
+    /// right after it.
+    pub fn with_outage_after_action(self, action: &str) -> SimFleet {
+        self.lock().outage_after_action = Some(action.to_string());
         self
     }
 
@@ -412,6 +427,10 @@ impl SimFleet {
     fn call(&self, state: &mut State, action: &str) -> Result<(), FleetError> {
         *state.calls.entry(action.to_string()).or_default() += 1;
         state.total_calls += 1;
+        if state.outage_after_action.as_deref() == Some(action) && state.outage_after.is_none() {
+            state.outage_after = Some(state.total_calls);
+            return Ok(());
+        }
         if state.failing.contains(action) {
             return Err(FleetError::Aws {
                 action: action.into(),
@@ -932,7 +951,9 @@ impl Fleet for SimFleet {
             if !container_instance_arns.contains(&arn) {
                 continue;
             }
-            if self.is_terminated(instance, now) {
+            let reregistered = instance.has(Fault::ReregistersAfterReboot)
+                && state.world.rebooted_by(&instance.id, now);
+            if self.is_terminated(instance, now) || reregistered {
                 // ECS keeps describing a deregistered instance for a while.
                 answer.push(AgentState {
                     container_instance_arn: arn,

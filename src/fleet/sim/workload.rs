@@ -150,6 +150,13 @@ impl World {
             .collect()
     }
 
+    /// Whether a reboot of the instance has gone down by `now`.
+    pub(super) fn rebooted_by(&self, instance_id: &str, now: Instant) -> bool {
+        self.reboots
+            .get(instance_id)
+            .is_some_and(|r| r.iter().any(|r| now >= r.down))
+    }
+
     fn latest_reboot(&self, instance_id: &str) -> Option<&Reboot> {
         self.reboots.get(instance_id).and_then(|r| r.last())
     }
@@ -698,6 +705,7 @@ impl SimFleet {
             .iter()
             .filter(|i| instance_ids.contains(&i.id) && !self.is_terminated(i, now))
             .filter(|i| i.auto_scaling_group.is_some())
+            .filter(|i| !i.has(Fault::UnlistedByAutoScaling))
             .collect();
         let names: BTreeSet<String> = members
             .iter()

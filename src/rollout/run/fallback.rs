@@ -182,7 +182,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         let (mut held, kept): (Vec<Held>, Vec<Held>) = held.into_iter().partition(|h| {
             interrupted.is_none()
                 || !h.attempted.reboot
-                || matches!(endings.get(&h.id), Some(Ending::Proven(_) | Ending::Gone(_)))
+                || matches!(
+                    endings.get(&h.id),
+                    Some(Ending::Proven(_) | Ending::Gone(_))
+                )
         });
         for h in &kept {
             let why = match endings.remove(&h.id) {
@@ -298,7 +301,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     continue;
                 }
             }
-            let earlier: Vec<&str> = passed.iter().map(|(id, _): &(String, BTreeSet<String>)| id.as_str()).collect();
+            let earlier: Vec<&str> = passed
+                .iter()
+                .map(|(id, _): &(String, BTreeSet<String>)| id.as_str())
+                .collect();
             let check = placement(&workload, id, &earlier, &candidates);
             for warning in check.warnings {
                 self.notice(id, warning);
@@ -365,7 +371,12 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 .is_none_or(|a| a.status.as_deref() == Some("DRAINING"));
             if draining {
                 let reason = "set DRAINING by someone else (or left) during the run: left alone";
-                self.set(id, InstanceState::Skipped { reason: reason.into() });
+                self.set(
+                    id,
+                    InstanceState::Skipped {
+                        reason: reason.into(),
+                    },
+                );
             }
             !draining
         });
@@ -375,11 +386,17 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         for (id, _) in &passed {
             let target = &self.targets[id];
             if target.no_ssm.is_none() {
-                by_platform.entry(target.platform).or_default().push(id.clone());
+                by_platform
+                    .entry(target.platform)
+                    .or_default()
+                    .push(id.clone());
             }
         }
         for (platform, ids) in by_platform {
-            boots.extend(self.patiently(|| self.fleet.boot_ids(&ids, platform)).await?);
+            boots.extend(
+                self.patiently(|| self.fleet.boot_ids(&ids, platform))
+                    .await?,
+            );
         }
         // Auto Scaling last, right before the holds go on.
         let ids: Vec<String> = passed.iter().map(|(id, _)| id.clone()).collect();
@@ -450,7 +467,11 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
 
     /// Records the debts, then puts on the holds and sets DRAINING. `held` gets each
     /// instance as soon as anything may have changed on it.
-    async fn hold(&mut self, mut chosen: Vec<Held>, held: &mut Vec<Held>) -> Result<(), Interruption> {
+    async fn hold(
+        &mut self,
+        mut chosen: Vec<Held>,
+        held: &mut Vec<Held>,
+    ) -> Result<(), Interruption> {
         // Debts first: journal, then AWS.
         for h in &mut chosen {
             h.debts = h.holds.instance_debts();
@@ -975,7 +996,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     .await
                 {
                     Ok(scaling) => match scaling.groups.get(&group) {
-                        Some(g) => exit_standby_allowed(g, i32::try_from(standby.len()).unwrap_or(i32::MAX)),
+                        Some(g) => exit_standby_allowed(
+                            g,
+                            i32::try_from(standby.len()).unwrap_or(i32::MAX),
+                        ),
                         None => Err(format!("Auto Scaling group {group} could not be read")),
                     },
                     Err(error) => Err(error.to_string()),

@@ -720,3 +720,127 @@ async fn an_interrupt_during_a_drain_puts_the_instance_back_without_rebooting_it
     assert!(why.contains("put back, not rebooted: interrupted"), "{why}");
     assert_put_back(&sim, &["i-0002"], &[]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_registers_anew_after_the_reboot_is_not_taken_for_gone() {
+    let mut instances = nodes(3);
+    instances[2] = instances[2]
+        .clone()
+        .with_fault(Fault::SsmOffline)
+        .with_fault(Fault::ReregistersAfterReboot);
+    let sim = world(instances, 1, 1);
+    let mut config = fallback_config(1);
+    config.fallback.reboot_timeout = Duration::from_secs(300);
+    let (outcome, _) = roll_all(&sim, &config).await;
+    assert_eq!(outcome.states["i-0002"].name(), "failed", "{outcome:?}");
+    assert!(reason(&outcome, "i-0002").contains("did not come back"));
+    // Its EC2 instance runs on: what the tool changed on it is put back.
+    let (protected, _, _) = sim.instance_state("i-0002").unwrap();
+    assert!(!protected, "scale-in protection removed");
+    let group = sim.group(GROUP).unwrap();
+    assert!(group.suspended.is_empty() && group.owes_tag.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_its_group_does_not_list_is_not_rebooted_unheld() {
+    let mut instances = nodes(3);
+    instances[2] = instances[2]
+        .clone()
+        .with_fault(Fault::SsmOffline)
+        .with_fault(Fault::UnlistedByAutoScaling);
+    let sim = world(instances, 1, 1);
+    let (outcome, _) = roll_all(&sim, &fallback_config(1)).await;
+    assert_eq!(outcome.states["i-0002"].name(), "skipped", "{outcome:?}");
+    assert!(
+        reason(&outcome, "i-0002")
+            .contains("names Auto Scaling group nodes, which does not list it"),
+        "{outcome:?}"
+    );
+    assert_eq!(calls(&sim, "ecs:UpdateContainerInstancesState"), 0);
+    assert_eq!(sim.reboots_of("i-0002"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_draining_the_instance_while_the_guards_wait_is_left_alone() {
+    let mut instances = nodes(3);
+    instances[2] = instances[2]
+        .clone()
+        .with_fault(Fault::SsmOffline)
+        .with_fault(Fault::DrainedAfter(Duration::from_secs(100)));
+    let mut service = SimService::new("web");
+    service.desired = 3;
+    let sim = world(instances, 1, 1)
+        .with_service(service, &["i-0000", "i-0002"])
+        .with_starting_task("web", "i-0001", Duration::from_secs(300));
+    let (outcome, _) = roll_all(&sim, &fallback_config(1)).await;
+    assert_eq!(outcome.states["i-0002"].name(), "skipped", "{outcome:?}");
+    assert_eq!(
+        calls(&sim, "ecs:UpdateContainerInstancesState"),
+        0,
+        "never set ACTIVE"
+    );
+    assert_eq!(calls(&sim, "autoscaling:SuspendProcesses"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn losing_aws_after_the_reboot_leaves_the_debts_recorded_for_the_next_run() {
+    let mut instances = nodes(3);
+    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let sim = world(instances, 1, 1).with_outage_after_action("ec2:RebootInstances");
+    let (outcome, _) = roll_all(&sim, &fallback_config(1)).await;
+    assert!(outcome.aws_error, "{outcome:?}");
+    let why = reason(&outcome, "i-0002");
+    assert!(
+        why.contains("while following its reboot") && why.contains("--resume"),
+        "{why}"
+    );
+    // Nothing resumed under a host that may still be down; every debt still on record.
+    let (protected, _, status) = sim.instance_state("i-0002").unwrap();
+    assert!(protected);
+    assert_eq!(status, "DRAINING");
+    assert!(sim.marks("i-0002")[OWES_ATTRIBUTE].contains("activate unprotect"));
+    let group = sim.group(GROUP).unwrap();
+    assert_eq!(group.suspended.len(), 3);
+    assert!(group.owes_tag.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_placed_as_a_whole() {
+    let instances: Vec<SimInstance> = nodes(3)
+        .into_iter()
+        .map(|i| i.with_resources(1024, 1024))
+        .collect();
+    let mut service = SimService::new("api");
+    service.memory = 768;
+    service.minimum_healthy_percent = 50;
+    let sim = world(instances, 2, 2).with_service(service, &["i-0000", "i-0001"]);
+    let mut config = fallback_config(2);
+    config.fallback.strategy = Strategy::Reboot;
+    config.fallback.max_reboots = 2;
+    let (outcome, _) = roll_all(&sim, &config).await;
+    // Each task alone fits on i-0002; both together do not.
+    assert_eq!(outcome.states["i-0000"].name(), "done", "{outcome:?}");
+    let why = reason(&outcome, "i-0001");
+    assert!(why.contains("not enough memory"), "{why}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn standby_for_a_batch_counts_every_member_against_the_minimum() {
+    let sim = world(nodes(3), 2, 2).with_group(
+        GROUP,
+        SimGroup {
+            min_size: 2,
+            ..SimGroup::default()
+        },
+    );
+    let mut config = fallback_config(2);
+    config.fallback.strategy = Strategy::Reboot;
+    config.fallback.max_reboots = 2;
+    config.fallback.use_standby = true;
+    let (outcome, _) = roll_all(&sim, &config).await;
+    assert_eq!(outcome.states["i-0000"].name(), "done", "{outcome:?}");
+    assert!(
+        reason(&outcome, "i-0001").contains("below its minimum (2 desired, minimum 2)"),
+        "{outcome:?}"
+    );
+}
