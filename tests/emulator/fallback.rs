@@ -50,6 +50,7 @@ async fn stop_tasks_on(emulator: &Emulator, container_instance: &str) -> usize {
         .list_tasks()
         .cluster(CLUSTER)
         .container_instance(container_instance)
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
         .send()
         .await
         .unwrap()
