@@ -76,16 +76,23 @@ async fn interrupted_after_the_canary(
     plan
 }
 
-/// Runs the cutover on a fleet that crashes after `calls` AWS calls, then (after the
-/// lease can be broken) resumes it on the same world. `None` when the first run ended
-/// before its `calls`th call: there is no later point to crash at.
-async fn crash_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
-    let sim = sim();
+/// Runs the cutover (its plan tuned by `tune`) on `sim` crashing after `calls` AWS
+/// calls, drops the journal unless `keep_journal`, waits until the dead run's lease can
+/// be broken, and resumes on the same world; asserts the resumed run ends with exit 0 and
+/// returns its output as context. `None` when the first run ended before its `calls`th
+/// call: there is no later point to crash at.
+async fn crash_and_resume(
+    sim: &SimFleet,
+    tune: impl Fn(&mut CutoverPlan),
+    calls: usize,
+    keep_journal: bool,
+) -> Option<String> {
     let clock = SimClock::starting_at(start());
     let dir = tempfile::tempdir().unwrap();
     let store = JournalStore::new(dir.path().join("state"));
-    let first = plan(Some(store.clone()));
-    let crashing = Crashing::after(&sim, calls);
+    let mut first = plan(Some(store.clone()));
+    tune(&mut first);
+    let crashing = Crashing::after(sim, calls);
     let mut console = Recorder::default();
     let stop = StopSignal::default();
     let ended = tokio::select! {
@@ -101,11 +108,11 @@ async fn crash_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
     }
     // Long enough for the dead run's lease to be breakable; its restarts may still run.
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let mut second = plan(Some(store.clone()));
+    let mut second = first.clone();
     second.durability.resume = true;
     second.durability.break_lease = true;
     let mut console = Recorder::default();
-    let code = run(&sim, &clock, &second, &mut console, &stop)
+    let code = run(sim, &clock, &second, &mut console, &stop)
         .await
         .unwrap();
     let context = format!(
@@ -113,6 +120,14 @@ async fn crash_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
         console.err, console.out
     );
     assert_eq!(code, exit::OK, "{context}");
+    Some(context)
+}
+
+/// Crash after `calls` calls on the slow fleet, resume, and check every agent is
+/// restarted once (twice at most without the journal), marked and owed nothing.
+async fn crash_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
+    let sim = sim();
+    let context = crash_and_resume(&sim, |_| {}, calls, keep_journal).await?;
     for id in ids() {
         assert_eq!(
             sim.restarts_after_done(&id),
@@ -135,7 +150,7 @@ async fn crash_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
         );
     }
     // A run that finds nothing to resume leaves a dead run's lease to expire on its own.
-    if !console.err.contains("Nothing to resume") {
+    if !context.contains("Nothing to resume") {
         assert!(
             sim.parameter("/privlink-restart/lease/sim").is_none(),
             "lease released; {context}"
@@ -546,38 +561,10 @@ fn fallback_sim() -> SimFleet {
 /// `None` when the first run ended before that.
 async fn crash_mid_fallback_then_resume(calls: usize, keep_journal: bool) -> Option<()> {
     let sim = fallback_sim();
-    let clock = SimClock::starting_at(start());
-    let dir = tempfile::tempdir().unwrap();
-    let store = JournalStore::new(dir.path().join("state"));
-    let mut first = plan(Some(store.clone()));
-    first.rollout.waves.max_unavailable = MaxUnavailable::Count(1);
-    let crashing = Crashing::after(&sim, calls);
-    let mut console = Recorder::default();
-    let stop = StopSignal::default();
-    let ended = tokio::select! {
-        code = run(&crashing, &clock, &first, &mut console, &stop) => Some(code),
-        () = crashing.crashed() => None,
+    let one_at_a_time = |plan: &mut CutoverPlan| {
+        plan.rollout.waves.max_unavailable = MaxUnavailable::Count(1);
     };
-    if let Some(code) = ended {
-        assert_eq!(code.unwrap(), exit::OK, "{}", console.err);
-        return None;
-    }
-    if !keep_journal {
-        std::fs::remove_dir_all(store.dir()).ok();
-    }
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    let mut second = first.clone();
-    second.durability.resume = true;
-    second.durability.break_lease = true;
-    let mut console = Recorder::default();
-    let code = run(&sim, &clock, &second, &mut console, &stop)
-        .await
-        .unwrap();
-    let context = format!(
-        "crash after {calls} calls, journal kept: {keep_journal}\n{}{}",
-        console.err, console.out
-    );
-    assert_eq!(code, exit::OK, "{context}");
+    let context = crash_and_resume(&sim, one_at_a_time, calls, keep_journal).await?;
     for id in ["i-000", "i-001", "i-002"] {
         let (protected, standby, status) = sim.instance_state(id).unwrap();
         assert_eq!(status, "ACTIVE", "{id}; {context}");

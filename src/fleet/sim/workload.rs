@@ -157,10 +157,6 @@ impl World {
             .is_some_and(|r| r.iter().any(|r| now >= r.down))
     }
 
-    fn latest_reboot(&self, instance_id: &str) -> Option<&Reboot> {
-        self.reboots.get(instance_id).and_then(|r| r.last())
-    }
-
     fn status_ok(&self, instance_id: &str, now: Instant) -> bool {
         self.reboots
             .get(instance_id)
@@ -869,11 +865,6 @@ impl SimFleet {
                 Some((i.id.clone(), format!("{}-boot-{boots}", i.id)))
             })
             .collect())
-    }
-
-    /// The latest reboot's time, for tests.
-    pub fn last_reboot(&self, instance_id: &str) -> Option<Instant> {
-        self.lock().world.latest_reboot(instance_id).map(|r| r.at)
     }
 }
 

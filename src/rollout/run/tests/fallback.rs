@@ -17,6 +17,14 @@ fn nodes(n: usize) -> Vec<SimInstance> {
     zones(n).into_iter().map(|i| i.in_group(GROUP)).collect()
 }
 
+/// The instances at `at` made ones SSM does not manage.
+fn unmanaged(mut instances: Vec<SimInstance>, at: &[usize]) -> Vec<SimInstance> {
+    for i in at {
+        instances[*i] = instances[*i].clone().with_fault(Fault::SsmOffline);
+    }
+    instances
+}
+
 fn world(instances: Vec<SimInstance>, max_unavailable: usize, max_reboots: usize) -> SimFleet {
     SimFleet::new(instances, Latencies::default(), start())
         .with_max_unavailable(max_unavailable)
@@ -112,8 +120,7 @@ fn calls(sim: &SimFleet, action: &str) -> u64 {
 
 #[tokio::test(start_paused = true)]
 async fn an_unmanaged_instance_is_drained_rebooted_proven_and_put_back() {
-    let mut instances = nodes(4);
-    instances[3] = instances[3].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(4), &[3]);
     let (service, on) = web(&["i-0000", "i-0001", "i-0002", "i-0003"]);
     let on: Vec<&str> = on.iter().map(String::as_str).collect();
     let sim = world(instances, 1, 1).with_service(service, &on);
@@ -220,11 +227,11 @@ async fn max_reboots_two_holds_two_at_once_and_never_more() {
 
 #[tokio::test(start_paused = true)]
 async fn too_little_room_elsewhere_stops_before_anything_is_drained() {
-    let mut instances: Vec<SimInstance> = nodes(3)
+    let sized: Vec<SimInstance> = nodes(3)
         .into_iter()
         .map(|i| i.with_resources(1024, 1024))
         .collect();
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(sized, &[2]);
     let mut service = SimService::new("api");
     service.memory = 768;
     let sim = world(instances, 1, 1).with_service(service, &["i-0000", "i-0001", "i-0002"]);
@@ -246,8 +253,7 @@ async fn too_little_room_elsewhere_stops_before_anything_is_drained() {
 
 #[tokio::test(start_paused = true)]
 async fn a_service_that_cannot_drain_blocks_its_instance_unless_overridden() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let mut rigid = SimService::new("ledger");
     rigid.minimum_healthy_percent = 100;
     rigid.maximum_percent = 100;
@@ -279,8 +285,7 @@ async fn a_service_that_cannot_drain_blocks_its_instance_unless_overridden() {
 
 #[tokio::test(start_paused = true)]
 async fn an_outage_is_warned_of_when_every_task_of_a_service_runs_there() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let sim = world(instances, 1, 1).with_service(SimService::new("solo"), &["i-0002"]);
     let (outcome, events) = roll_all(&sim, &fallback_config(1)).await;
     assert_eq!(outcome.count("done"), 3, "{:?}", outcome.states);
@@ -292,8 +297,7 @@ async fn an_outage_is_warned_of_when_every_task_of_a_service_runs_there() {
 
 #[tokio::test(start_paused = true)]
 async fn standalone_tasks_skip_the_instance_unless_their_loss_is_accepted() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let build = || world(instances.clone(), 1, 1).with_standalone_task("i-0002", "nightly");
     let sim = build();
     let (outcome, _) = roll_all(&sim, &fallback_config(1)).await;
@@ -346,8 +350,7 @@ async fn a_drain_that_times_out_is_put_back_or_rebooted_when_asked() {
 
 #[tokio::test(start_paused = true)]
 async fn a_service_below_its_desired_count_delays_the_drain_and_the_reboot() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let mut service = SimService::new("web");
     service.desired = 3;
     let sim = world(instances, 1, 1)
@@ -429,8 +432,7 @@ async fn a_reboot_that_never_returns_halts_the_rollout_with_everything_put_back(
 
 #[tokio::test(start_paused = true)]
 async fn holds_an_operator_set_before_stay_in_place() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let sim = world(instances, 1, 1)
         .with_group(
             GROUP,
@@ -455,8 +457,7 @@ async fn holds_an_operator_set_before_stay_in_place() {
 
 #[tokio::test(start_paused = true)]
 async fn under_managed_termination_protection_standby_holds_the_instance() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let sim = world(instances, 1, 1).with_group(
         GROUP,
         SimGroup {
@@ -512,8 +513,7 @@ async fn an_instance_an_operator_drains_during_the_run_is_left_alone() {
 
 #[tokio::test(start_paused = true)]
 async fn a_group_carrying_another_clusters_record_is_not_touched() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let sim = world(instances, 1, 1).with_group(
         GROUP,
         SimGroup {
@@ -567,8 +567,7 @@ async fn an_instance_that_never_passes_its_status_checks_or_never_rejoins_halts_
 
 #[tokio::test(start_paused = true)]
 async fn standby_is_refused_where_it_would_take_the_group_below_its_minimum() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let sim = world(instances, 1, 1).with_group(
         GROUP,
         SimGroup {
@@ -590,9 +589,7 @@ async fn standby_is_refused_where_it_would_take_the_group_below_its_minimum() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restore_that_fails_keeps_its_debt_halts_and_names_the_command() {
-    let mut instances = nodes(4);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
-    instances[3] = instances[3].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(4), &[2, 3]);
     let sim = world(instances, 1, 1).with_failing("autoscaling:ResumeProcesses");
     let (outcome, _) = roll_all(&sim, &fallback_config(1)).await;
     let why = reason(&outcome, "i-0002");
@@ -626,8 +623,7 @@ async fn a_restore_that_fails_keeps_its_debt_halts_and_names_the_command() {
 
 #[tokio::test(start_paused = true)]
 async fn standby_that_cannot_be_left_stays_owed_with_the_command_to_finish_it() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     // Someone lowered the maximum below what leaving Standby needs.
     let sim = world(instances, 1, 1).with_group(
         GROUP,
@@ -687,8 +683,7 @@ impl Hooks for StopWhenDraining {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_during_a_drain_puts_the_instance_back_without_rebooting_it() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let sim = world(instances, 1, 1).with_service(SimService::new("web"), &["i-0002"]);
     let config = fallback_config(1);
     let targets = sim.targets();
@@ -784,8 +779,7 @@ async fn an_operator_draining_the_instance_while_the_guards_wait_is_left_alone()
 
 #[tokio::test(start_paused = true)]
 async fn losing_aws_after_the_reboot_leaves_the_debts_recorded_for_the_next_run() {
-    let mut instances = nodes(3);
-    instances[2] = instances[2].clone().with_fault(Fault::SsmOffline);
+    let instances = unmanaged(nodes(3), &[2]);
     let sim = world(instances, 1, 1).with_outage_after_action("ec2:RebootInstances");
     let (outcome, _) = roll_all(&sim, &fallback_config(1)).await;
     assert!(outcome.aws_error, "{outcome:?}");
