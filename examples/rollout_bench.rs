@@ -126,6 +126,7 @@ async fn run(n: usize, policy: WavePolicy, latencies: Latencies, journal: bool) 
         preset: Vec::new(),
         bystanders: Vec::new(),
         resumed: false,
+        site: sim.probe_site(),
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let key = JournalKey {
@@ -195,6 +196,7 @@ async fn reboot_path(n: usize) -> (Duration, u64, usize) {
         preset,
         bystanders: Vec::new(),
         resumed: false,
+        site: sim.probe_site(),
     };
     let began = tokio::time::Instant::now();
     let outcome = roll(&sim, &clock, input, &config, &mut |_| {}).await;

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::plan;
 use crate::report::OutputFormat;
 use crate::rollout::run::Strategy;
+use crate::verify::VerifyMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +119,14 @@ pub struct CutoverArgs {
     #[arg(long, default_value = "1s", value_parser = plan::parse_duration, help_heading = "Rollout")]
     pub poll_interval: std::time::Duration,
 
+    /// What proves an instance done after its restart or reboot: its agent's path probed onto the endpoints (private), ECS showing it connected (connected), or the restart's own proof (none) [default: private where SSM reaches the instance, connected where it does not]
+    #[arg(long, value_enum, help_heading = "Verification")]
+    pub verify: Option<VerifyMode>,
+
+    /// Restart agents the probe shows already on the endpoints too (they are skipped otherwise)
+    #[arg(long, help_heading = "Verification")]
+    pub restart_all: bool,
+
     /// Where SSM cannot restart an agent: drain and reboot the instance (auto), never reboot (restart), or drain and reboot every instance (reboot)
     #[arg(long, value_enum, default_value_t = Strategy::Auto, help_heading = "Fallback")]
     pub strategy: Strategy,
@@ -199,8 +208,21 @@ pub enum Command {
     IamPolicy(IamPolicyArgs),
     /// The last or ongoing run: per-instance states, evidence, the lease, what is still owed
     Status(StatusArgs),
+    /// Prove which agents use the endpoints: probes each instance over SSM (reads only)
+    Verify(VerifyArgs),
     /// The whole cutover on a built-in simulated cluster: no AWS account needed
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// ECS cluster name or ARN
+    #[arg(long, value_parser = plan::parse_cluster)]
+    pub cluster: String,
+
+    /// The endpoints live in another (hub or shared) VPC: a peer counts as private when it is a private address the ecs-a/ecs-t names resolve to
+    #[arg(long)]
+    pub shared_endpoints: bool,
 }
 
 #[derive(Debug, Args)]

@@ -96,6 +96,7 @@ pub fn demo(
         dry_run: false,
         assume_yes: true,
         force: false,
+        restart_all: false,
         output,
         // The simulated cluster keeps its own lease and records; no journal on disk.
         durability: Durability::default(),

@@ -40,6 +40,8 @@ pub struct Inventory {
     pub vpcs: Vec<Vpc>,
     /// The region's S3 prefix list (`com.amazonaws.REGION.s3`), for egress rules.
     pub s3_prefix_list_id: Fact<Option<String>>,
+    /// That list's address blocks: where an agent's peer counts as S3.
+    pub s3_prefix_list_cidrs: Fact<Vec<Cidr>>,
     /// Task definitions of the tasks running on the cluster's EC2 container instances.
     pub task_definitions: Fact<Vec<TaskDefinition>>,
 }

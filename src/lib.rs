@@ -19,3 +19,4 @@ pub mod plan;
 pub mod preflight;
 pub mod report;
 pub mod rollout;
+pub mod verify;

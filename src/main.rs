@@ -23,6 +23,8 @@ use privlink_restart::rollout::plan::Selection;
 use privlink_restart::rollout::run::{FallbackConfig, RolloutConfig};
 use privlink_restart::rollout::script::RestartMethod;
 use privlink_restart::rollout::waves::WavePolicy;
+use privlink_restart::verify::command::VerifyPlan;
+use privlink_restart::verify::{self, ProbeConfig};
 use privlink_restart::{exit, fleet};
 
 fn main() -> ExitCode {
@@ -54,6 +56,18 @@ fn main() -> ExitCode {
                 read_only: args.read_only,
             },
         }),
+        Some(Command::Verify(args)) => run_async(verify(
+            aws,
+            VerifyPlan {
+                cluster: args.cluster,
+                preflight: PreflightOptions {
+                    shared_endpoints: args.shared_endpoints,
+                },
+                probe: ProbeConfig::default(),
+            },
+            cli.output,
+            cli.verbose,
+        )),
         Some(Command::Demo(args)) => run_async(demo(args, cli.output)),
         Some(Command::Status(args)) => match state_store(args.state_dir) {
             Ok(store) => run_async(status(aws, args.cluster, store, cli.output)),
@@ -118,6 +132,36 @@ async fn check(plan: CheckPlan) -> i32 {
         print_requests(&requests);
     }
     if preflight.is_ready() {
+        exit::OK
+    } else {
+        exit::BLOCKED
+    }
+}
+
+async fn verify(aws: AwsSettings, plan: VerifyPlan, output: OutputFormat, verbose: bool) -> i32 {
+    let fleet = match AwsFleet::connect(&aws).await {
+        Ok(fleet) => fleet,
+        Err(error) => return fail(&error),
+    };
+    if output == OutputFormat::Human {
+        eprintln!(
+            "Probing the agents of cluster {} over SSM (reads only)…",
+            plan.cluster
+        );
+    }
+    let report = match verify::command::verify(&fleet, &plan).await {
+        Ok(report) => report,
+        Err(error) => return fail(&error),
+    };
+    let rendered = match output {
+        OutputFormat::Json => report::render_verify_json(&report),
+        OutputFormat::Human => report::render_verify_human(&report, colour_for_stdout()),
+    };
+    print_stdout(&rendered);
+    if verbose {
+        print_requests(&report.requests);
+    }
+    if report.all_private() {
         exit::OK
     } else {
         exit::BLOCKED
@@ -262,11 +306,13 @@ fn cutover_plan(
                 reboot_after_drain_timeout: args.reboot_after_drain_timeout,
                 ..FallbackConfig::default()
             },
+            verify: args.verify,
             ..RolloutConfig::default()
         },
         dry_run: args.dry_run,
         assume_yes: args.yes,
         force: args.force,
+        restart_all: args.restart_all,
         output,
         durability: Durability {
             journal: Some(store),

@@ -102,6 +102,21 @@ impl<C: Clock + ?Sized> Hooks for RunHooks<'_, C> {
             );
             self.dirty = true;
         }
+        if let (
+            Some(keeping),
+            RolloutEvent::Verified {
+                instance_id,
+                verdict,
+                ..
+            },
+        ) = (self.journal.as_mut(), &event)
+        {
+            keeping
+                .journal
+                .verdicts
+                .insert(instance_id.clone(), (**verdict).clone());
+            self.dirty = true;
+        }
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {

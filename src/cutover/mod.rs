@@ -15,6 +15,7 @@ pub use hooks::StopSignal;
 use crate::clock::{unix_seconds, Clock};
 use crate::exit;
 use crate::fleet::{Fleet, FleetError, Record};
+use crate::inventory::Platform;
 use crate::journal::marks::RunId;
 use crate::journal::{Journal, JournalError, JournalKey, JournalStore, RunStatus};
 use crate::lease::{self, LeaseError, LeaseStatus, LeaseTerms, Owner};
@@ -24,6 +25,7 @@ use crate::rollout::plan::{plan, RolloutPlan, Selection};
 use crate::rollout::run::{roll, RolloutConfig, RolloutInput};
 use crate::rollout::state::InstanceState;
 use crate::rollout::waves::{plan_waves, Candidate};
+use crate::verify::{Path, ProbeConfig, ProbeSite, Prober, Verdict, VerifyMode};
 use hooks::{Keeping, RunHooks};
 use prior::{Prior, RunRecord, RUN_RECORD_SCHEMA};
 
@@ -40,6 +42,8 @@ pub struct CutoverPlan {
     pub assume_yes: bool,
     /// Run despite blocking findings, naming each one overridden.
     pub force: bool,
+    /// Restart agents the probe shows already on the endpoints too (`--restart-all`).
+    pub restart_all: bool,
     pub output: OutputFormat,
     pub durability: Durability,
 }
@@ -217,6 +221,26 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         console.err(&prior.describe());
     }
     apply_prior(&mut rollout_plan, &prior, cutover);
+    if durability.resume && prior.is_empty() {
+        if let Some(record) = record_finished.as_ref() {
+            console.err(&format!(
+                "Nothing to resume: run {} finished at {}. Run without --resume to start a new run.\n",
+                record.run,
+                crate::clock::rfc3339(record.updated)
+            ));
+            return Ok(exit::OK);
+        }
+    }
+    // Agents already on the endpoints need nothing: the probe (read-only) finds them.
+    let mut site = ProbeSite::of(&inventory, cutover.preflight.shared_endpoints);
+    let already = already_private(fleet, &site, &rollout_plan, cutover).await?;
+    skip_private(&mut rollout_plan, &already, cutover);
+    if !already.is_empty() {
+        console.err(&format!(
+            "Probe: {} agent(s) already use the endpoints and are skipped (--restart-all restarts them too).\n",
+            already.len()
+        ));
+    }
 
     if human {
         console.out(&report::render_plan_human(
@@ -239,8 +263,20 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         return Ok(exit::OK);
     }
     let pending = rollout_plan.to_restart();
-    if rollout_plan.targets.is_empty() && prior.is_empty() {
-        console.err("Nothing to restart over SSM.\n");
+    let reboots = rollout_plan
+        .preset
+        .iter()
+        .filter(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }))
+        .count();
+    if pending + reboots == 0 && prior.is_empty() {
+        if already.is_empty() {
+            console.err("Nothing to restart over SSM.\n");
+        } else {
+            console.err(&format!(
+                "Nothing to restart: {} agent(s) already use the endpoints.\n",
+                already.len()
+            ));
+        }
         let needs_reboot = rollout_plan
             .preset
             .iter()
@@ -250,16 +286,6 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         } else {
             exit::OK
         });
-    }
-    if durability.resume && prior.is_empty() {
-        if let Some(record) = record_finished.as_ref() {
-            console.err(&format!(
-                "Nothing to resume: run {} finished at {}. Run without --resume to start a new run.\n",
-                record.run,
-                crate::clock::rfc3339(record.updated)
-            ));
-            return Ok(exit::OK);
-        }
     }
     let resuming = prior.run.is_some();
     if (resuming || prior.owes()) && !durability.resume && !durability.fresh && cutover.assume_yes {
@@ -272,11 +298,6 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         } else {
             "R"
         };
-        let reboots = rollout_plan
-            .preset
-            .iter()
-            .filter(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }))
-            .count();
         let reboots = if reboots == 0 {
             String::new()
         } else {
@@ -386,6 +407,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     if cutover.force {
         journal.overridden = overrides.iter().map(|o| o.id.to_string()).collect();
     }
+    journal.verdicts.extend(already.clone());
     let code = async {
         write_run_record(fleet, &cluster, &run_id, RunStatus::Running, started, now).await?;
         if let Err(error) = save(durability.journal.as_ref(), &journal) {
@@ -427,6 +449,8 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                     strategy,
                 );
                 apply_prior(&mut rollout_plan, &prior, cutover);
+                skip_private(&mut rollout_plan, &already, cutover);
+                site = ProbeSite::of(&inventory, cutover.preflight.shared_endpoints);
             }
         }
         // Done in the journal but not yet marked on AWS (the run died in between): mark
@@ -468,6 +492,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                 .as_ref()
                 .is_some_and(|r| r.status != RunStatus::Finished)
                 || prior.run.is_some(),
+            site: site.clone(),
         };
         let outcome = {
             let mut hooks = RunHooks {
@@ -515,14 +540,17 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         let recorded = write_run_record(fleet, &cluster, &run_id, journal.status, started, journal.updated_at).await;
         let requests = fleet.request_counts();
         let overridden = if cutover.force { overrides.clone() } else { Vec::new() };
+        let mut verdicts = already.clone();
+        verdicts.extend(outcome.verdicts.clone());
         if human {
             console.out(&report::render_summary_human(
-                &outcome, &rows, &timings, &requests, colour,
+                &outcome, &rows, &timings, &verdicts, &requests, colour,
             ));
         } else {
             console.out(&report::render_summary_json(
                 &outcome,
                 &overridden,
+                &verdicts,
                 &requests,
             ));
         }
@@ -559,6 +587,75 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         ));
     }
     code
+}
+
+/// The pending targets SSM reaches whose agent the probe shows on the endpoints already,
+/// with the verdicts. None with `--restart-all` or `--verify none`.
+async fn already_private<F: Fleet>(
+    fleet: &F,
+    site: &ProbeSite,
+    plan: &RolloutPlan,
+    cutover: &CutoverPlan,
+) -> Result<BTreeMap<String, Verdict>, FleetError> {
+    if cutover.restart_all || cutover.rollout.verify == Some(VerifyMode::None) {
+        return Ok(BTreeMap::new());
+    }
+    let candidates: Vec<(String, Platform)> = plan
+        .targets
+        .iter()
+        .filter(|t| t.no_ssm.is_none())
+        .filter(|t| !plan.preset.iter().any(|(id, _)| id == &t.instance_id))
+        .map(|t| (t.instance_id.clone(), t.platform))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let prober = Prober {
+        fleet,
+        site,
+        config: ProbeConfig {
+            delivery_timeout: cutover.rollout.delivery_timeout,
+            poll_interval: cutover.rollout.poll_interval,
+        },
+    };
+    let mut verdicts = prober.verdicts(&candidates).await?;
+    verdicts.retain(|_, v| v.path == Path::Private);
+    Ok(verdicts)
+}
+
+/// Skips the targets already on the endpoints and plans the waves without them.
+fn skip_private(
+    plan: &mut RolloutPlan,
+    already: &BTreeMap<String, Verdict>,
+    cutover: &CutoverPlan,
+) {
+    for (id, verdict) in already {
+        let pending = plan.targets.iter().any(|t| &t.instance_id == id)
+            && !plan.preset.iter().any(|(p, _)| p == id);
+        if pending {
+            plan.preset.push((
+                id.clone(),
+                InstanceState::Skipped {
+                    reason: format!("already on the endpoints: {}", verdict.reason),
+                },
+            ));
+        }
+    }
+    replan_waves(plan, cutover);
+}
+
+/// The waves over the targets that have no state yet.
+fn replan_waves(plan: &mut RolloutPlan, cutover: &CutoverPlan) {
+    let pending: Vec<Candidate> = plan
+        .targets
+        .iter()
+        .filter(|t| !plan.preset.iter().any(|(id, _)| id == &t.instance_id))
+        .map(|t| Candidate {
+            instance_id: t.instance_id.clone(),
+            availability_zone: t.availability_zone.clone(),
+        })
+        .collect();
+    plan.waves = plan_waves(&pending, cutover.rollout.waves);
 }
 
 fn resume_hint(region: &str, cluster: &str) -> String {
@@ -661,16 +758,7 @@ fn apply_prior(plan: &mut RolloutPlan, prior: &Prior, cutover: &CutoverPlan) {
         plan.preset.retain(|(id, _)| id != &target.instance_id);
         plan.preset.push((target.instance_id.clone(), state));
     }
-    let pending: Vec<Candidate> = plan
-        .targets
-        .iter()
-        .filter(|t| !plan.preset.iter().any(|(id, _)| id == &t.instance_id))
-        .map(|t| Candidate {
-            instance_id: t.instance_id.clone(),
-            availability_zone: t.availability_zone.clone(),
-        })
-        .collect();
-    plan.waves = plan_waves(&pending, cutover.rollout.waves);
+    replan_waves(plan, cutover);
 }
 
 /// Every instance's zone and planned action, for the summary table.
@@ -758,6 +846,7 @@ mod tests {
             dry_run: false,
             assume_yes: false,
             force: false,
+            restart_all: false,
             output,
             durability: Durability::default(),
         }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::{
     AgentState, AutoScaling, CommandId, Fleet, FleetError, InstanceHealth, InstanceMark,
-    Invocation, Record, RestartRequest, ServiceState, TaskInfo, Workload,
+    Invocation, ProbeRequest, Record, RestartRequest, ServiceState, TaskInfo, Workload,
 };
 use crate::inventory::{Inventory, Platform};
 
@@ -54,6 +54,10 @@ impl<F: Fleet + Sync> Fleet for Crashing<'_, F> {
     async fn send_restart(&self, request: &RestartRequest) -> Result<CommandId, FleetError> {
         self.pass().await;
         self.inner.send_restart(request).await
+    }
+    async fn send_probe(&self, request: &ProbeRequest) -> Result<CommandId, FleetError> {
+        self.pass().await;
+        self.inner.send_probe(request).await
     }
     async fn command_results(&self, command: &CommandId) -> Result<Vec<Invocation>, FleetError> {
         self.pass().await;

@@ -35,6 +35,21 @@ pub struct RestartRequest {
     pub script_wait: Duration,
 }
 
+/// The path probe (see `verify`) for instances of one platform (at most 50).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRequest {
+    pub instance_ids: Vec<String>,
+    pub platform: Platform,
+    /// The cluster's region and account: the names the probe resolves.
+    pub region: String,
+    pub account: Option<String>,
+    /// How long SSM may wait to deliver the command.
+    pub delivery_timeout: Duration,
+}
+
+/// How long the probe may run on the instance (it only reads).
+pub const PROBE_EXECUTION: Duration = Duration::from_secs(60);
+
 /// Time the script gets beyond its own waits: the restart itself and the checks.
 pub const EXECUTION_GRACE: Duration = Duration::from_secs(60);
 
@@ -119,6 +134,13 @@ pub trait Fleet {
     fn send_restart(
         &self,
         request: &RestartRequest,
+    ) -> impl Future<Output = Result<CommandId, FleetError>> + Send;
+
+    /// Sends the path probe to the instances; returns the command's id. Its results are
+    /// read like a restart's.
+    fn send_probe(
+        &self,
+        request: &ProbeRequest,
     ) -> impl Future<Output = Result<CommandId, FleetError>> + Send;
 
     /// Each requested instance's invocation of the command. Right after sending, SSM may
@@ -278,6 +300,28 @@ pub trait Fleet {
 
     /// AWS requests sent so far, per IAM action (`ecs:DescribeClusters` → 1).
     fn request_counts(&self) -> BTreeMap<String, u64>;
+}
+
+/// Attempts for a call AWS throttled (after the SDK's own retries).
+const THROTTLE_ATTEMPTS: u32 = 5;
+
+/// Calls the fleet, retrying what AWS throttled with a growing pause (1 s, 2 s, …).
+pub async fn patiently<T, Fut>(mut call: impl FnMut() -> Fut) -> Result<T, FleetError>
+where
+    Fut: Future<Output = Result<T, FleetError>>,
+{
+    let mut pause = Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(FleetError::Throttled { .. }) if attempt < THROTTLE_ATTEMPTS => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Why the fleet could not be reached or the cluster not read at all (exit 2).

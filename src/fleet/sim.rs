@@ -9,6 +9,7 @@
 //! adapter, and checks its invariant on every send: never more instances away at once
 //! than the limit it was given.
 
+mod network;
 mod records;
 mod workload;
 
@@ -22,8 +23,8 @@ use tokio::time::Instant;
 
 use super::EXECUTION_GRACE;
 use super::{
-    AgentState, CommandId, Fleet, FleetError, InstanceMark, Invocation, InvocationStatus, Record,
-    RestartRequest,
+    AgentState, CommandId, Fleet, FleetError, InstanceMark, Invocation, InvocationStatus,
+    ProbeRequest, Record, RestartRequest,
 };
 use crate::clock::unix_seconds;
 use crate::inventory::*;
@@ -90,6 +91,12 @@ pub enum Fault {
     /// The script prints 3,000 characters of noise before its evidence, so the
     /// listing's 2,500 characters cut the evidence off.
     NoisyOutput,
+    /// The agent stays on the public path whatever is done (its backend host pinned).
+    StaysPublic,
+    /// The agent goes through an HTTPS proxy inside the VPC to the public hosts.
+    ProxyInPath,
+    /// The path probe finds none of its tools on the host.
+    ProbeBlind,
 }
 
 /// Latencies of the simulated world.
@@ -144,6 +151,9 @@ pub struct SimInstance {
     pub enis: u32,
     /// ECS attributes (for `memberOf`).
     pub attributes: BTreeMap<String, String>,
+    /// Its agent was already on the endpoints before the run (restarted after they
+    /// were created).
+    pub starts_private: bool,
     /// When the simulated world terminated it (Auto Scaling, a spot interruption).
     terminated_at: Option<Instant>,
 }
@@ -169,8 +179,15 @@ impl SimInstance {
             memory: 8192,
             enis: 3,
             attributes: BTreeMap::new(),
+            starts_private: false,
             terminated_at: None,
         }
+    }
+
+    /// Its agent is on the endpoints already.
+    pub fn already_private(mut self) -> SimInstance {
+        self.starts_private = true;
+        self
     }
 
     /// With a custom attribute already set, as an earlier run would have left it.
@@ -261,6 +278,8 @@ struct State {
     instances: Vec<SimInstance>,
     /// instance id → the latest restart's timeline, per command.
     commands: BTreeMap<CommandId, BTreeMap<String, Timeline>>,
+    /// Path probes, kept apart: they restart nothing.
+    probes: BTreeMap<CommandId, BTreeMap<String, Timeline>>,
     next_command: u64,
     calls: BTreeMap<String, u64>,
     /// Every Nth call is throttled (0: never).
@@ -345,6 +364,7 @@ impl SimFleet {
             state: Mutex::new(State {
                 instances,
                 commands: BTreeMap::new(),
+                probes: BTreeMap::new(),
                 next_command: 1,
                 calls: BTreeMap::new(),
                 throttle_every: 0,
@@ -738,32 +758,28 @@ impl SimFleet {
     }
 }
 
-impl Fleet for SimFleet {
-    async fn discover(&self, cluster: &str) -> Result<Inventory, FleetError> {
-        let now = self.now();
-        let mut state = self.lock();
-        self.call(&mut state, "ecs:DescribeClusters")?;
-        if cluster != self.cluster {
-            return Err(FleetError::ClusterNotFound {
-                cluster: cluster.into(),
-                region: self.region.clone(),
-                account: Some(ACCOUNT.into()),
-            });
-        }
+impl SimFleet {
+    /// What discovery reads at `now`, without counting a call.
+    fn inventory(&self, state: &State, now: Instant) -> Inventory {
         let live: Vec<&SimInstance> = state
             .instances
             .iter()
             .filter(|i| !self.is_terminated(i, now))
             .collect();
+        let zones = Self::zones(state);
+        let mut per_zone: BTreeMap<usize, usize> = BTreeMap::new();
         let ec2 = live
             .iter()
             .map(|i| {
+                let zone = Self::zone_of(&zones, i);
+                let n = per_zone.entry(zone).or_default();
+                *n += 1;
                 let instance = Ec2Instance {
                     id: i.id.clone(),
                     vpc_id: "vpc-sim".into(),
                     subnet_id: format!("subnet-{}", i.availability_zone),
                     availability_zone: i.availability_zone.clone(),
-                    private_ip: None,
+                    private_ip: Some(network::instance_address(zone, *n)),
                     security_group_ids: vec!["sg-instances".into()],
                     auto_scaling_group: i.auto_scaling_group.clone(),
                 };
@@ -782,7 +798,7 @@ impl Fleet for SimFleet {
                 (i.id.clone(), record)
             })
             .collect();
-        Ok(Inventory {
+        Inventory {
             cluster: Cluster {
                 name: self.cluster.clone(),
                 arn: format!(
@@ -796,10 +812,34 @@ impl Fleet for SimFleet {
             container_instance_failures: Vec::new(),
             ec2_instances: Ok(ec2),
             ssm_instances: Ok(ssm),
-            vpcs: Vec::new(),
-            s3_prefix_list_id: Ok(None),
+            vpcs: vec![network::ready_vpc(&self.region, &zones)],
+            s3_prefix_list_id: Ok(Some(network::S3_PREFIX_LIST.into())),
+            s3_prefix_list_cidrs: Ok(Cidr::parse(network::S3_BLOCK).into_iter().collect()),
             task_definitions: Ok(Vec::new()),
-        })
+        }
+    }
+
+    /// Where the path probe goes and how it is judged: what the cutover reads from the
+    /// inventory, without counting a call.
+    pub fn probe_site(&self) -> crate::verify::ProbeSite {
+        let state = self.lock();
+        crate::verify::ProbeSite::of(&self.inventory(&state, self.now()), false)
+    }
+}
+
+impl Fleet for SimFleet {
+    async fn discover(&self, cluster: &str) -> Result<Inventory, FleetError> {
+        let now = self.now();
+        let mut state = self.lock();
+        self.call(&mut state, "ecs:DescribeClusters")?;
+        if cluster != self.cluster {
+            return Err(FleetError::ClusterNotFound {
+                cluster: cluster.into(),
+                region: self.region.clone(),
+                account: Some(ACCOUNT.into()),
+            });
+        }
+        Ok(self.inventory(&state, now))
     }
 
     async fn send_restart(&self, request: &RestartRequest) -> Result<CommandId, FleetError> {
@@ -854,11 +894,19 @@ impl Fleet for SimFleet {
         Ok(id)
     }
 
+    async fn send_probe(&self, request: &ProbeRequest) -> Result<CommandId, FleetError> {
+        self.start_probe(request)
+    }
+
     async fn command_results(&self, command: &CommandId) -> Result<Vec<Invocation>, FleetError> {
         let now = self.now();
         let mut state = self.lock();
         self.call(&mut state, "ssm:ListCommandInvocations")?;
-        let Some(timelines) = state.commands.get(command) else {
+        let Some(timelines) = state
+            .commands
+            .get(command)
+            .or_else(|| state.probes.get(command))
+        else {
             return Ok(Vec::new());
         };
         Ok(timelines
@@ -900,6 +948,7 @@ impl Fleet for SimFleet {
         let output = state
             .commands
             .get(command)
+            .or_else(|| state.probes.get(command))
             .and_then(|timelines| timelines.get(instance_id))
             .and_then(|t| match &t.ends {
                 Some((end, _, output)) if now >= t.sent + *end => Some(output.clone()),
@@ -913,7 +962,12 @@ impl Fleet for SimFleet {
         let now = self.now();
         let mut state = self.lock();
         self.call(&mut state, "ssm:CancelCommand")?;
-        if let Some(timelines) = state.commands.get_mut(command) {
+        let state = &mut *state;
+        let timelines = match state.commands.get_mut(command) {
+            Some(timelines) => Some(timelines),
+            None => state.probes.get_mut(command),
+        };
+        if let Some(timelines) = timelines {
             for id in instance_ids {
                 if let Some(t) = timelines.get_mut(id) {
                     let finished = t

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::rollout::state::InstanceState;
+use crate::verify::Verdict;
 use marks::{GroupOwed, InstanceDebt, RunId};
 
 /// The journal format this version writes and reads.
@@ -80,6 +81,10 @@ pub struct Journal {
     pub owed_instances: BTreeMap<String, InstanceObligation>,
     /// By Auto Scaling group name.
     pub owed_groups: BTreeMap<String, GroupOwed>,
+    /// The path verdicts taken, with their evidence, by instance id (absent in journals
+    /// written before verification existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verdicts: BTreeMap<String, Verdict>,
 }
 
 impl Journal {
@@ -97,6 +102,7 @@ impl Journal {
             instances: BTreeMap::new(),
             owed_instances: BTreeMap::new(),
             owed_groups: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
         }
     }
 

@@ -202,6 +202,7 @@ pub fn ready_inventory() -> Inventory {
             prefix_lists: Ok(BTreeMap::new()),
         }],
         s3_prefix_list_id: Ok(Some("pl-s3".into())),
+        s3_prefix_list_cidrs: Ok(vec![cidr("52.218.0.0/17")]),
         task_definitions: Ok(vec![TaskDefinition {
             arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:3"),
             vpc_ids: vec![VPC.into()],

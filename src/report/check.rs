@@ -193,43 +193,7 @@ pub fn render_check_human(report: &CheckReport, colour: Colour) -> String {
         let _ = writeln!(out);
     }
     for finding in &preflight.findings {
-        let (mark, code, label) = match finding.severity {
-            Severity::Error => ("✗", "31", "error"),
-            Severity::Warning => ("!", "33", "warning"),
-            Severity::Info => ("i", "36", "info"),
-        };
-        let scope = finding
-            .vpc_id
-            .as_deref()
-            .map(|v| format!("  {v}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{} {} {}{scope}",
-            colour.paint(code, mark),
-            colour.paint(code, label),
-            finding.id
-        );
-        for line in wrap(&finding.summary, "    ") {
-            let _ = writeln!(out, "{line}");
-        }
-        if let Some(fix) = &finding.fix {
-            for (n, command) in fix.lines().enumerate() {
-                let first = if n == 0 { "    fix: " } else { "         " };
-                let lines = if command.starts_with("aws ") {
-                    wrap_command(command, first, "           ")
-                } else {
-                    let mut lines = wrap(command, "         ");
-                    if let Some(head) = lines.first_mut() {
-                        *head = format!("{first}{}", head.trim_start());
-                    }
-                    lines
-                };
-                for line in lines {
-                    let _ = writeln!(out, "{line}");
-                }
-            }
-        }
+        render_finding(&mut out, finding, colour);
     }
     let _ = writeln!(out);
     let (errors, warnings, infos) = (
@@ -261,6 +225,47 @@ pub fn render_check_human(report: &CheckReport, colour: Colour) -> String {
     };
     let _ = writeln!(out, "{verdict}");
     out
+}
+
+/// One finding: its severity, id and VPC, the summary, and the fix (commands wrapped).
+pub(super) fn render_finding(out: &mut String, finding: &Finding, colour: Colour) {
+    let (mark, code, label) = match finding.severity {
+        Severity::Error => ("✗", "31", "error"),
+        Severity::Warning => ("!", "33", "warning"),
+        Severity::Info => ("i", "36", "info"),
+    };
+    let scope = finding
+        .vpc_id
+        .as_deref()
+        .map(|v| format!("  {v}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {} {}{scope}",
+        colour.paint(code, mark),
+        colour.paint(code, label),
+        finding.id
+    );
+    for line in wrap(&finding.summary, "    ") {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(fix) = &finding.fix {
+        for (n, command) in fix.lines().enumerate() {
+            let first = if n == 0 { "    fix: " } else { "         " };
+            let lines = if command.starts_with("aws ") {
+                wrap_command(command, first, "           ")
+            } else {
+                let mut lines = wrap(command, "         ");
+                if let Some(head) = lines.first_mut() {
+                    *head = format!("{first}{}", head.trim_start());
+                }
+                lines
+            };
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod check;
 mod rollout;
 mod text;
+mod verify;
 
 use clap::ValueEnum;
 
@@ -13,6 +14,7 @@ pub use rollout::{
     render_event_json, render_plan_human, render_plan_json, render_summary_human,
     render_summary_json, ProgressView, SummaryRow, Timings,
 };
+pub use verify::{render_verify_human, render_verify_json};
 
 /// The version of every JSON document this tool writes; bumped on incompatible changes.
 pub const JSON_SCHEMA: u32 = 1;

@@ -16,6 +16,7 @@ use crate::inventory::Cluster;
 use crate::rollout::plan::{Override, RolloutPlan};
 use crate::rollout::run::{Outcome, RolloutConfig, RolloutEvent};
 use crate::rollout::state::{InstanceState, Proof};
+use crate::verify::{Path, Verdict, VerifyMode};
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -57,6 +58,13 @@ pub fn render_plan_human(
         if config.waves.by_az { ", one zone per wave" } else { "" },
         config.max_failures + 1
     );
+    let verify = match config.verify {
+        None => "the agent's path probed: done only on the endpoints (private); where SSM cannot reach, once connected",
+        Some(VerifyMode::Private) => "the agent's path probed: done only on the endpoints (private)",
+        Some(VerifyMode::Connected) => "done once ECS shows the agent connected; the path is probed and reported where SSM reaches",
+        Some(VerifyMode::None) => "no path probe: the restart's or reboot's own proof decides",
+    };
+    let _ = writeln!(out, "  after each restart or reboot: {verify} (--verify)");
     for (number, wave) in plan.waves.iter().enumerate() {
         let label = if wave.canary {
             format!("wave {} (canary)", number + 1)
@@ -242,11 +250,13 @@ pub struct SummaryRow {
     pub action: &'static str,
 }
 
-/// The summary table and totals, for people.
+/// The summary table and totals, for people. `verdicts` are the path verdicts of the
+/// whole run: those taken before it (agents already on the endpoints) and during it.
 pub fn render_summary_human(
     outcome: &Outcome,
     rows: &BTreeMap<String, SummaryRow>,
     timings: &Timings,
+    verdicts: &BTreeMap<String, Verdict>,
     requests: &BTreeMap<String, u64>,
     colour: Colour,
 ) -> String {
@@ -278,9 +288,13 @@ pub fn render_summary_human(
             action = "reboot";
         }
         let result = colour.paint(code, &format!("{:<8}", state.name()));
+        let path = match (state, verdicts.get(id)) {
+            (InstanceState::Done { .. }, Some(verdict)) => format!("; path {}", verdict.path),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{id:<21} {zone:<12} {action:<8} {result} {took:>6}  {}",
+            "{id:<21} {zone:<12} {action:<8} {result} {took:>6}  {}{path}",
             reason(state)
         );
     }
@@ -347,7 +361,43 @@ pub fn render_summary_human(
         colour.paint("32", &format!("{what}, {proof}."))
     };
     let _ = writeln!(out, "{verdict}");
+    if let Some(line) = path_line(outcome, verdicts) {
+        let _ = writeln!(out, "{line}");
+    }
     out
+}
+
+/// What the path verdicts prove about the agents that are done or were skipped as
+/// already private: no claim beyond what was probed.
+fn path_line(outcome: &Outcome, verdicts: &BTreeMap<String, Verdict>) -> Option<String> {
+    let settled: Vec<&String> = outcome
+        .states
+        .iter()
+        .filter(|(id, s)| {
+            matches!(s, InstanceState::Done { .. })
+                || (matches!(s, InstanceState::Skipped { .. }) && verdicts.contains_key(*id))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if settled.is_empty() {
+        return None;
+    }
+    let private = settled
+        .iter()
+        .filter(|id| verdicts.get(**id).is_some_and(|v| v.path == Path::Private))
+        .count();
+    let unproven = settled.len() - private;
+    Some(if unproven == 0 {
+        format!(
+            "{} on the endpoints, proven by the path probe.",
+            plural(private, "agent is", "agents are")
+        )
+    } else {
+        format!(
+            "{private} of {} agents proven on the endpoints; {unproven} not (--verify connected or none, or no SSM): `privlink-restart verify` checks them.",
+            settled.len()
+        )
+    })
 }
 
 #[derive(Serialize)]
@@ -357,6 +407,7 @@ struct JsonSummary<'a> {
     halted: Option<&'a str>,
     overridden: &'a [Override],
     instances: Vec<JsonInstance<'a>>,
+    verdicts: &'a BTreeMap<String, Verdict>,
     requests: &'a BTreeMap<String, u64>,
 }
 
@@ -364,6 +415,7 @@ struct JsonSummary<'a> {
 pub fn render_summary_json(
     outcome: &Outcome,
     overridden: &[Override],
+    verdicts: &BTreeMap<String, Verdict>,
     requests: &BTreeMap<String, u64>,
 ) -> String {
     let document = JsonSummary {
@@ -379,6 +431,7 @@ pub fn render_summary_json(
                 state,
             })
             .collect(),
+        verdicts,
         requests,
     };
     serde_json::to_string(&document).unwrap_or_default() + "\n"
@@ -476,6 +529,8 @@ impl ProgressView {
             RolloutEvent::Halted { reason, .. } => {
                 self.total.set_message(format!("· halted: {reason}"))
             }
+            // The state change that follows shows the outcome.
+            RolloutEvent::Verified { .. } => {}
         }
     }
 

@@ -189,16 +189,7 @@ fn decide(
     }
     // SSM's list unreadable blocks the run in preflight (fail closed); here it is
     // taken as reachable.
-    let no_ssm = match &inventory.ssm_instances {
-        Ok(ssm) => match ssm.get(id) {
-            None => Some("SSM does not manage the instance".to_string()),
-            Some(record) if record.ping_status != "Online" => {
-                Some(format!("SSM ping is {}", record.ping_status))
-            }
-            Some(_) => None,
-        },
-        Err(_) => None,
-    };
+    let no_ssm = crate::verify::command::ssm_unreachable(inventory, id);
     Ok(Target {
         instance_id: id.clone(),
         container_instance_arn: instance.arn.clone(),

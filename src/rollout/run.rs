@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::script::{parse_evidence, Evidence, EvidenceError, RestartMethod};
-use super::state::{Event, InstanceState};
+use super::state::{Event, InstanceState, Proof};
 use super::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 use crate::clock::{unix_seconds, Clock};
 use crate::fleet::{
@@ -25,14 +25,13 @@ use crate::fleet::{
 };
 use crate::inventory::Platform;
 use crate::journal::marks::{DoneMark, GroupOwed, InstanceDebt, RunId, DONE_ATTRIBUTE};
+use crate::verify::{Path, ProbeConfig, ProbeSite, Prober, Verdict, VerifyMode};
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
 const SEND_BATCH: usize = 50;
 /// `ListCommandInvocations` returns at most 2,500 characters of output; this close to it,
 /// the output may have been cut.
 const TRUNCATED_OUTPUT: usize = 2400;
-/// Attempts for a call AWS throttled (after the SDK's own retries).
-const THROTTLE_ATTEMPTS: u32 = 5;
 
 /// How the rollout behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +50,9 @@ pub struct RolloutConfig {
     pub poll_interval: Duration,
     /// Where SSM cannot restart the agent: drain and reboot, or not.
     pub fallback: FallbackConfig,
+    /// What proves an instance done after its restart or reboot (`--verify`); `None`:
+    /// `private` where SSM reaches the instance, `connected` where it does not.
+    pub verify: Option<VerifyMode>,
 }
 
 /// Which instances may be drained and rebooted (`--strategy`).
@@ -122,6 +124,7 @@ impl Default for RolloutConfig {
             method: RestartMethod::Auto,
             poll_interval: Duration::from_secs(1),
             fallback: FallbackConfig::default(),
+            verify: None,
         }
     }
 }
@@ -164,6 +167,12 @@ pub enum RolloutEvent {
         state: Box<InstanceState>,
         at: i64,
     },
+    /// The path probe's verdict on an instance, with its evidence.
+    Verified {
+        instance_id: String,
+        verdict: Box<Verdict>,
+        at: i64,
+    },
     Halted {
         reason: String,
         at: i64,
@@ -183,6 +192,8 @@ pub struct Outcome {
     /// The rollout stopped on request (interrupt, lease lost) and can be resumed.
     pub stopped: bool,
     pub waves: usize,
+    /// The path verdicts taken during the rollout.
+    pub verdicts: BTreeMap<String, Verdict>,
 }
 
 /// What the orchestrator needs from whoever runs it, besides the fleet and the clock.
@@ -241,6 +252,8 @@ pub struct RolloutInput {
     /// instances it does not know about (no journal), so pending instances whose agent
     /// is away are waited for before the first wave.
     pub resumed: bool,
+    /// Where path probes go and how they are judged.
+    pub site: ProbeSite,
 }
 
 /// Why the rollout cannot go on.
@@ -280,6 +293,8 @@ struct Rollout<'a, F, C: ?Sized> {
     marked: BTreeSet<String>,
     /// What this rollout owes each Auto Scaling group (as its tag on AWS says).
     group_owed: BTreeMap<String, GroupOwed>,
+    site: ProbeSite,
+    verdicts: BTreeMap<String, Verdict>,
 }
 
 /// Restarts the input's targets in waves, marking each on AWS once it is proven done.
@@ -297,6 +312,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         preset,
         bystanders,
         resumed,
+        site,
     } = input;
     let mut rollout = Rollout {
         fleet,
@@ -321,6 +337,8 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         bystanders,
         marked: BTreeSet::new(),
         group_owed: BTreeMap::new(),
+        site,
+        verdicts: BTreeMap::new(),
     };
     for (id, state) in preset {
         if matches!(state, InstanceState::Done { .. }) {
@@ -364,6 +382,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         journal_error: rollout.journal_error,
         stopped: rollout.stopped,
         waves,
+        verdicts: rollout.verdicts,
     }
 }
 
@@ -390,10 +409,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         // Whatever keeps SSM from proving a restart can be mended by a reboot, where the
         // strategy allows; losing AWS cannot.
         let rebootable = !matches!(event, Event::Abandoned { .. });
-        let next = match current.clone().on(event).and_then(|s| match s {
-            verifying @ InstanceState::Verifying { .. } => verifying.verified(),
-            other => Ok(other),
-        }) {
+        let next = match current.clone().on(event) {
             Ok(InstanceState::Failed { reason })
                 if rebootable
                     && self.config.fallback.strategy != Strategy::Restart
@@ -406,6 +422,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                         .to_string(),
                 }
             }
+            Ok(InstanceState::Done { evidence }) => self.proven(id, evidence),
             Ok(next) => next,
             Err(bug) => InstanceState::Failed {
                 reason: format!("internal error: {bug}"),
@@ -436,22 +453,11 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     }
 
     /// Calls the fleet, retrying what AWS throttled with a growing pause.
-    async fn patiently<T, Fut>(&self, mut call: impl FnMut() -> Fut) -> Result<T, FleetError>
+    async fn patiently<T, Fut>(&self, call: impl FnMut() -> Fut) -> Result<T, FleetError>
     where
         Fut: std::future::Future<Output = Result<T, FleetError>>,
     {
-        let mut pause = Duration::from_secs(1);
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Err(FleetError::Throttled { .. }) if attempt < THROTTLE_ATTEMPTS => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        crate::fleet::patiently(call).await
     }
 
     fn checkpoint(&mut self) -> Result<(), Interruption> {
@@ -512,11 +518,79 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 _ => None,
             })
             .collect();
-        if commands.is_empty() {
+        if !commands.is_empty() {
+            self.follow(commands).await?;
+        }
+        // Proven by an earlier run, its path not yet judged.
+        self.verify_paths().await?;
+        self.mark_done().await
+    }
+
+    /// How an instance's path decides (`--verify`, else by SSM's reach).
+    fn verify_mode(&self, id: &str) -> VerifyMode {
+        let reachable = self.targets.get(id).is_some_and(|t| t.no_ssm.is_none());
+        VerifyMode::for_instance(self.config.verify, reachable)
+    }
+
+    /// A restart or reboot proven: done, or first verifying where its path is probed
+    /// (always under `private`; under `connected` where SSM reaches it, as evidence).
+    fn proven(&self, id: &str, proof: Proof) -> InstanceState {
+        let reachable = self.targets.get(id).is_some_and(|t| t.no_ssm.is_none());
+        match self.verify_mode(id) {
+            VerifyMode::Private => InstanceState::Verifying { proof },
+            VerifyMode::Connected if reachable => InstanceState::Verifying { proof },
+            _ => InstanceState::Done { evidence: proof },
+        }
+    }
+
+    /// Probes every verifying instance and judges it: under `private` it is done only
+    /// when its agent is on the endpoints, else failed with the verdict; under
+    /// `connected` the verdict is evidence only.
+    async fn verify_paths(&mut self) -> Result<(), Interruption> {
+        let waiting: Vec<(String, Platform)> = self
+            .states
+            .iter()
+            .filter(|(_, s)| matches!(s, InstanceState::Verifying { .. }))
+            .filter_map(|(id, _)| Some((id.clone(), self.targets.get(id)?.platform)))
+            .collect();
+        if waiting.is_empty() {
             return Ok(());
         }
-        self.follow(commands).await?;
-        self.mark_done().await
+        let prober = Prober {
+            fleet: self.fleet,
+            site: &self.site,
+            config: ProbeConfig {
+                delivery_timeout: self.config.delivery_timeout,
+                poll_interval: self.config.poll_interval,
+            },
+        };
+        let verdicts = prober.verdicts(&waiting).await?;
+        for (id, verdict) in verdicts {
+            let Some(InstanceState::Verifying { proof }) = self.states.get(&id).cloned() else {
+                continue;
+            };
+            let at = self.now();
+            self.hooks.event(RolloutEvent::Verified {
+                instance_id: id.clone(),
+                verdict: Box::new(verdict.clone()),
+                at,
+            });
+            let next = match (self.verify_mode(&id), verdict.path) {
+                (VerifyMode::Private, Path::Public | Path::Unknown) => {
+                    let after = match proof {
+                        Proof::Restart(_) => "restart",
+                        Proof::Reboot(_) => "reboot",
+                    };
+                    InstanceState::Failed {
+                        reason: format!("not on the endpoints after the {after}: {verdict}"),
+                    }
+                }
+                _ => InstanceState::Done { evidence: proof },
+            };
+            self.verdicts.insert(id.clone(), verdict);
+            self.set(&id, next);
+        }
+        Ok(())
     }
 
     /// Waits `pause`, in short steps so that a stop request is not kept waiting.
@@ -813,7 +887,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         let followed = self.follow(commands).await;
         match (failure, followed) {
             (Some(error), _) | (None, Err(error)) => Err(error),
-            (None, Ok(())) => Ok(()),
+            (None, Ok(())) => self.verify_paths().await,
         }
     }
 
@@ -874,9 +948,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         commands
             .keys()
             .filter(|id| {
-                self.states
-                    .get(*id)
-                    .is_some_and(InstanceState::is_in_flight)
+                matches!(
+                    self.states.get(*id),
+                    Some(InstanceState::Restarting { .. } | InstanceState::Reconnecting { .. })
+                )
             })
             .cloned()
             .collect()

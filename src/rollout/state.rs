@@ -1,16 +1,18 @@
 //! The per-instance state machine of the cutover, as plain data with pure transitions:
 //!
 //! ```text
-//! pending → restarting → reconnecting → verifying → done
-//!    │           │             │             │
-//!    └── skipped └──── failed / gone ────────┘
-//!                └──── needs-reboot → draining → rebooting → rejoining → restoring → done
+//! pending → restarting → reconnecting → (verifying →) done
+//!    │           │             │               │
+//!    └── skipped └──── failed / gone ──────────┘
+//!                └──── needs-reboot → draining → rebooting → rejoining → restoring
+//!                                                                  → (verifying →) done
 //! ```
 //!
 //! `restarting`: the restart command is out; `reconnecting`: the command reported its
-//! evidence and the tool waits for ECS to show the agent connected; `verifying`: every
-//! fact is in and the proof is judged. `failed` and `gone` can follow any active state:
-//! an instance that left the cluster (terminated, deregistered) is gone, not failed.
+//! evidence and the tool waits for ECS to show the agent connected, then judges the
+//! proof; `verifying`: the restart (or reboot) is proven and the path probe (see
+//! `verify`) is under way. `failed` and `gone` can follow any active state: an instance
+//! that left the cluster (terminated, deregistered) is gone, not failed.
 //!
 //! Where SSM cannot restart the agent and the strategy allows, the instance `needs-reboot`
 //! and waits for its turn; the fallback (see `rollout::fallback`) then drains it,
@@ -33,9 +35,9 @@ pub enum InstanceState {
         command_id: String,
         evidence: Evidence,
     },
+    /// The restart or reboot is proven; the path probe decides the rest.
     Verifying {
-        evidence: Evidence,
-        agent_connected: bool,
+        proof: Proof,
     },
     /// SSM could not restart the agent: waits for its turn to be drained and rebooted.
     #[serde(rename = "needs-reboot")]
@@ -176,9 +178,11 @@ impl InstanceState {
                 }
             }
             (S::Reconnecting { evidence, .. }, Event::AgentState { connected: true }) => {
-                S::Verifying {
-                    evidence,
-                    agent_connected: true,
+                match judge(&evidence, true) {
+                    Ok(()) => S::Done {
+                        evidence: Proof::Restart(evidence),
+                    },
+                    Err(reason) => S::Failed { reason },
                 }
             }
             // Still away: keep waiting until connected or timed out.
@@ -203,25 +207,6 @@ impl InstanceState {
             }
         };
         Ok(next)
-    }
-
-    /// Judges a verifying instance: done when the evidence proves a restart, else failed.
-    pub fn verified(self) -> Result<InstanceState, InvalidTransition> {
-        match self {
-            InstanceState::Verifying {
-                evidence,
-                agent_connected,
-            } => Ok(match judge(&evidence, agent_connected) {
-                Ok(()) => InstanceState::Done {
-                    evidence: Proof::Restart(evidence),
-                },
-                Err(reason) => InstanceState::Failed { reason },
-            }),
-            other => Err(InvalidTransition {
-                state: other.name(),
-                event: "verification".into(),
-            }),
-        }
     }
 }
 
@@ -339,7 +324,6 @@ mod tests {
             })
             .and_then(|s| s.on(Event::AgentState { connected: false }))
             .and_then(|s| s.on(Event::AgentState { connected: true }))
-            .and_then(InstanceState::verified)
             .unwrap();
         assert_eq!(
             state,
@@ -495,6 +479,5 @@ mod tests {
             let error = state.on(event).unwrap_err();
             assert_eq!(error.state, name);
         }
-        assert!(InstanceState::Pending.verified().is_err());
     }
 }

@@ -4,11 +4,12 @@ use aws_sdk_ssm::types::CommandInvocationStatus;
 
 use super::{describe_container_instances, AwsFleet, CallError};
 use crate::fleet::{
-    AgentState, CommandId, FleetError, Invocation, InvocationStatus, RestartRequest,
-    EXECUTION_GRACE,
+    AgentState, CommandId, FleetError, Invocation, InvocationStatus, ProbeRequest, RestartRequest,
+    EXECUTION_GRACE, PROBE_EXECUTION,
 };
 use crate::inventory::Platform;
 use crate::rollout::script::{linux_restart_commands, windows_restart_commands};
+use crate::verify::probe::{linux_probe_commands, windows_probe_commands};
 
 /// SSM refuses a delivery timeout under 30 seconds.
 const MIN_DELIVERY_TIMEOUT_SECONDS: i32 = 30;
@@ -17,7 +18,6 @@ pub(super) async fn send_restart(
     fleet: &AwsFleet,
     request: &RestartRequest,
 ) -> Result<CommandId, FleetError> {
-    let scope = format!("{} instances", request.instance_ids.len());
     let (document, commands) = match request.platform {
         Platform::Linux => (
             "AWS-RunShellScript",
@@ -28,26 +28,79 @@ pub(super) async fn send_restart(
             windows_restart_commands(request.script_wait),
         ),
     };
-    let delivery = i32::try_from(request.delivery_timeout.as_secs())
+    send(
+        fleet,
+        Script {
+            document,
+            commands,
+            ids: &request.instance_ids,
+            delivery: request.delivery_timeout,
+            execution: request.script_wait + EXECUTION_GRACE,
+            comment: "privlink-restart: restart the ECS agent onto the VPC endpoints",
+        },
+    )
+    .await
+}
+
+pub(super) async fn send_probe(
+    fleet: &AwsFleet,
+    request: &ProbeRequest,
+) -> Result<CommandId, FleetError> {
+    let account = request.account.as_deref();
+    let (document, commands) = match request.platform {
+        Platform::Linux => (
+            "AWS-RunShellScript",
+            linux_probe_commands(&request.region, account),
+        ),
+        Platform::Windows => (
+            "AWS-RunPowerShellScript",
+            windows_probe_commands(&request.region, account),
+        ),
+    };
+    send(
+        fleet,
+        Script {
+            document,
+            commands,
+            ids: &request.instance_ids,
+            delivery: request.delivery_timeout,
+            execution: PROBE_EXECUTION,
+            comment: "privlink-restart: probe which path the ECS agent uses",
+        },
+    )
+    .await
+}
+
+/// One script for a batch of instances.
+struct Script<'a> {
+    document: &'static str,
+    commands: String,
+    ids: &'a [String],
+    delivery: std::time::Duration,
+    execution: std::time::Duration,
+    comment: &'static str,
+}
+
+async fn send(fleet: &AwsFleet, script: Script<'_>) -> Result<CommandId, FleetError> {
+    let scope = format!("{} instances", script.ids.len());
+    let delivery = i32::try_from(script.delivery.as_secs())
         .unwrap_or(i32::MAX)
         .max(MIN_DELIVERY_TIMEOUT_SECONDS);
     let output = fleet
         .ssm
         .send_command()
-        .document_name(document)
-        .set_instance_ids(Some(request.instance_ids.clone()))
-        .parameters("commands", vec![commands])
+        .document_name(script.document)
+        .set_instance_ids(Some(script.ids.to_vec()))
+        .parameters("commands", vec![script.commands])
         .parameters(
             "executionTimeout",
-            vec![(request.script_wait + EXECUTION_GRACE)
-                .as_secs()
-                .to_string()],
+            vec![script.execution.as_secs().to_string()],
         )
         .timeout_seconds(delivery)
         // Every instance is judged on its own: never let SSM stop delivering on errors.
         .max_concurrency("100%")
         .max_errors("100%")
-        .comment("privlink-restart: restart the ECS agent onto the VPC endpoints")
+        .comment(script.comment)
         .send()
         .await
         .map_err(|e| CallError::from_sdk("ssm:SendCommand", e).fatal(&fleet.endpoint, &scope))?;

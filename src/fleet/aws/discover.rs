@@ -63,7 +63,7 @@ pub(super) async fn discover(
         .map(|ci| ci.ec2_instance_id.clone())
         .filter(|id| id.starts_with("i-"))
         .collect();
-    let (ec2_instances, ssm_instances, s3_prefix_list_id, running_tasks) = tokio::join!(
+    let (ec2_instances, ssm_instances, s3_prefix_list, running_tasks) = tokio::join!(
         ec2_instances(fleet, &ec2_ids),
         ssm_instances(fleet, &ec2_ids),
         s3_prefix_list(fleet),
@@ -89,7 +89,8 @@ pub(super) async fn discover(
         ec2_instances,
         ssm_instances,
         vpcs,
-        s3_prefix_list_id,
+        s3_prefix_list_id: s3_prefix_list.clone().map(|list| list.map(|(id, _)| id)),
+        s3_prefix_list_cidrs: s3_prefix_list.map(|list| list.map(|(_, c)| c).unwrap_or_default()),
         task_definitions,
     })
 }
@@ -299,7 +300,8 @@ async fn ssm_instances(fleet: &AwsFleet, ids: &[String]) -> Fact<BTreeMap<String
         .collect())
 }
 
-async fn s3_prefix_list(fleet: &AwsFleet) -> Fact<Option<String>> {
+/// The region's S3 prefix list: its id and address blocks.
+async fn s3_prefix_list(fleet: &AwsFleet) -> Fact<Option<(String, Vec<Cidr>)>> {
     let region = &fleet.region;
     // The list's name is `com.amazonaws.REGION.s3` everywhere, even where the endpoint
     // service name has a partition prefix (`cn.com.amazonaws.…`): ask for both.
@@ -320,9 +322,10 @@ async fn s3_prefix_list(fleet: &AwsFleet) -> Fact<Option<String>> {
         "ec2:DescribePrefixLists",
         &name
     )?;
-    Ok(lists
-        .into_iter()
-        .find_map(|l| l.prefix_list_id().map(str::to_string)))
+    Ok(lists.into_iter().find_map(|l| {
+        let cidrs = l.cidrs().iter().filter_map(|c| Cidr::parse(c)).collect();
+        l.prefix_list_id().map(|id| (id.to_string(), cidrs))
+    }))
 }
 
 /// (task definition ARN, container instance ARN) of every RUNNING task on an EC2 instance.

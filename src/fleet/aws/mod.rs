@@ -22,7 +22,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use self::counter::RequestCounter;
 use super::{
     AgentState, AutoScaling, CommandId, Fleet, FleetError, InstanceHealth, InstanceMark,
-    Invocation, Record, RestartRequest, ServiceState, TaskInfo, Workload,
+    Invocation, ProbeRequest, Record, RestartRequest, ServiceState, TaskInfo, Workload,
 };
 use crate::inventory::{Inventory, Platform, Unreadable};
 
@@ -130,6 +130,10 @@ impl Fleet for AwsFleet {
 
     async fn send_restart(&self, request: &RestartRequest) -> Result<CommandId, FleetError> {
         commands::send_restart(self, request).await
+    }
+
+    async fn send_probe(&self, request: &ProbeRequest) -> Result<CommandId, FleetError> {
+        commands::send_probe(self, request).await
     }
 
     async fn command_results(&self, command: &CommandId) -> Result<Vec<Invocation>, FleetError> {

@@ -207,9 +207,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 (Some(restore), _) => InstanceState::Failed {
                     reason: format!("rebooted, but putting it back failed: {restore}"),
                 },
-                (None, Some(Ending::Proven(proof))) => InstanceState::Done {
-                    evidence: Proof::Reboot(proof),
-                },
+                (None, Some(Ending::Proven(proof))) => self.proven(&h.id, Proof::Reboot(proof)),
                 (None, Some(Ending::Failed(why))) => InstanceState::Failed { reason: why },
                 (None, Some(Ending::Stopped(why))) => InstanceState::NeedsReboot {
                     reason: format!("{}; put back, not rebooted: {why}", h.reason),
@@ -223,6 +221,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if let Some(error) = interrupted {
             return Err(error);
         }
+        // Back and put back: where SSM reaches it, its agent's path is probed now.
+        self.verify_paths().await?;
         if let Some(why) = stopped {
             self.stopped = true;
             return Ok(Some(why));

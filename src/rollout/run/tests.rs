@@ -42,6 +42,7 @@ async fn roll_on(
         preset,
         bystanders,
         resumed: false,
+        site: sim.probe_site(),
     };
     let outcome = roll(sim, &clock, input, config, &mut |e| events.push(e)).await;
     (outcome, events)
@@ -351,6 +352,7 @@ async fn event_times_come_from_the_clock() {
             RolloutEvent::WaveStarted { at, .. }
             | RolloutEvent::StateChanged { at, .. }
             | RolloutEvent::Notice { at, .. }
+            | RolloutEvent::Verified { at, .. }
             | RolloutEvent::Halted { at, .. } => *at,
         })
         .collect();

@@ -700,6 +700,7 @@ async fn an_interrupt_during_a_drain_puts_the_instance_back_without_rebooting_it
         preset,
         bystanders: Vec::new(),
         resumed: false,
+        site: sim.probe_site(),
     };
     let mut hooks = StopWhenDraining {
         id: "i-0002",

@@ -1,0 +1,171 @@
+//! `privlink-restart verify`: probe every in-scope instance SSM can reach, judge each, and
+//! say no more than was checked. Instances SSM cannot reach are listed `unknown` with the
+//! reason, never assumed private.
+
+use std::collections::BTreeMap;
+
+use super::probing::{ProbeConfig, ProbeSite, Prober};
+use super::verdict::{Path, Verdict};
+use crate::fleet::{Fleet, FleetError};
+use crate::inventory::{Cluster, Inventory, Platform};
+use crate::preflight::{self, scope_of, Finding, PreflightOptions};
+
+/// What `verify` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyPlan {
+    pub cluster: String,
+    pub preflight: PreflightOptions,
+    pub probe: ProbeConfig,
+}
+
+/// One instance's line in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRow {
+    pub instance_id: String,
+    pub container_instance_arn: String,
+    pub availability_zone: Option<String>,
+    pub verdict: Verdict,
+}
+
+/// Everything a `verify` run found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub cluster: Cluster,
+    pub rows: Vec<VerifyRow>,
+    /// Container instances left out (ECS Anywhere, not ACTIVE or DRAINING), with why.
+    pub out_of_scope: Vec<(String, String)>,
+    /// The preflight's task-definition findings: what still needs a way out once the NAT
+    /// gateway goes, whatever the agents do.
+    pub task_findings: Vec<Finding>,
+    pub requests: BTreeMap<String, u64>,
+}
+
+impl VerifyReport {
+    pub fn count(&self, path: Path) -> usize {
+        self.rows.iter().filter(|r| r.verdict.path == path).count()
+    }
+
+    /// Every instance checked is private (an empty cluster has nothing off the path).
+    pub fn all_private(&self) -> bool {
+        self.count(Path::Private) == self.rows.len()
+    }
+
+    /// The report's bottom line: what was proven, and nothing more.
+    pub fn bottom_line(&self) -> String {
+        let total = self.rows.len();
+        let (public, unknown) = (self.count(Path::Public), self.count(Path::Unknown));
+        let mut line = if total == 0 {
+            format!(
+                "No EC2 container instance in cluster {} to verify.",
+                self.cluster.name
+            )
+        } else if self.all_private() {
+            format!("All {total} agents use the endpoints.")
+        } else {
+            let mut parts = Vec::new();
+            if public > 0 {
+                parts.push(format!(
+                    "{public} of {total} agents still use public ECS endpoints"
+                ));
+            }
+            if unknown > 0 {
+                parts.push(format!(
+                    "{unknown} of {total} could not be proven either way (see each reason)"
+                ));
+            }
+            format!("{}.", parts.join("; "))
+        };
+        if !self.task_findings.is_empty() {
+            line.push_str(&format!(
+                " {} task-definition finding(s) still need a way out: see the findings above.",
+                self.task_findings.len()
+            ));
+        }
+        line
+    }
+}
+
+/// Discovers the cluster, probes it and judges every in-scope instance. Only a failure to
+/// reach AWS or read the cluster at all is an error (exit 2).
+pub async fn verify<F: Fleet>(fleet: &F, plan: &VerifyPlan) -> Result<VerifyReport, FleetError> {
+    let inventory = fleet.discover(&plan.cluster).await?;
+    let checked = preflight::run(&inventory, plan.preflight);
+    let site = ProbeSite::of(&inventory, plan.preflight.shared_endpoints);
+    let (probed, unreachable, out_of_scope) = sort_instances(&inventory);
+    let prober = Prober {
+        fleet,
+        site: &site,
+        config: plan.probe,
+    };
+    let mut verdicts = prober.verdicts(&probed).await?;
+    for (id, why) in unreachable {
+        verdicts.insert(
+            id,
+            Verdict::unprobed(format!("not probed: {why}; its path cannot be checked")),
+        );
+    }
+    let rows = inventory
+        .container_instances
+        .iter()
+        .filter_map(|ci| {
+            let verdict = verdicts.remove(&ci.ec2_instance_id)?;
+            Some(VerifyRow {
+                instance_id: ci.ec2_instance_id.clone(),
+                container_instance_arn: ci.arn.clone(),
+                availability_zone: inventory
+                    .ec2_of(ci)
+                    .map(|ec2| ec2.availability_zone.clone()),
+                verdict,
+            })
+        })
+        .collect();
+    Ok(VerifyReport {
+        cluster: inventory.cluster.clone(),
+        rows,
+        out_of_scope,
+        task_findings: checked
+            .findings
+            .into_iter()
+            .filter(|f| f.id.starts_with("task-"))
+            .collect(),
+        requests: fleet.request_counts(),
+    })
+}
+
+/// In-scope instances SSM can reach (to probe), those it cannot (with why), and the
+/// container instances out of scope (with why).
+#[allow(clippy::type_complexity)]
+fn sort_instances(
+    inventory: &Inventory,
+) -> (
+    Vec<(String, Platform)>,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+) {
+    let (mut probed, mut unreachable, mut out_of_scope) = (Vec::new(), Vec::new(), Vec::new());
+    for ci in &inventory.container_instances {
+        let id = ci.ec2_instance_id.clone();
+        if let Some(reason) = scope_of(ci).reason() {
+            out_of_scope.push((id, reason));
+            continue;
+        }
+        match ssm_unreachable(inventory, &id) {
+            Some(why) => unreachable.push((id, why)),
+            None => probed.push((id, ci.platform)),
+        }
+    }
+    (probed, unreachable, out_of_scope)
+}
+
+/// Why SSM cannot run the probe on the instance, if it cannot. An unreadable SSM list
+/// is tried anyway: SSM itself then says which instances it refuses.
+pub fn ssm_unreachable(inventory: &Inventory, instance_id: &str) -> Option<String> {
+    let ssm = inventory.ssm_instances.as_ref().ok()?;
+    match ssm.get(instance_id) {
+        None => Some("SSM does not manage the instance".into()),
+        Some(record) if record.ping_status != "Online" => {
+            Some(format!("SSM ping is {}", record.ping_status))
+        }
+        Some(_) => None,
+    }
+}
