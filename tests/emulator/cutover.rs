@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::harness::Emulator;
-use crate::scenario::{build, Break, Scenario, CLUSTER};
+use crate::scenario::{build, AgentPath, Break, Scenario, CLUSTER};
 
 fn evidence(ok: bool, reason: &str) -> String {
     format!(
@@ -30,6 +30,8 @@ pub(crate) fn script_results(emulator: &Emulator, scenario: &Scenario, failing: 
         })
         .collect();
     emulator.control("/_privlink/ssm/command-results", &results.into());
+    // Before a restart the agents are on the public hosts; after it, on the endpoints.
+    scenario.serve_probes(emulator, AgentPath::Public, AgentPath::Endpoints);
 }
 
 /// instance id → how many restart commands it was sent.
@@ -38,7 +40,12 @@ pub(crate) fn commands_per_instance(
 ) -> std::collections::BTreeMap<String, usize> {
     let commands = emulator.get("/_privlink/ssm/commands");
     let mut per_instance = std::collections::BTreeMap::new();
-    for command in commands["Commands"].as_array().unwrap() {
+    let restarts = commands["Commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["Probe"] != true);
+    for command in restarts {
         assert_eq!(command["DocumentName"], "AWS-RunShellScript");
         for id in command["InstanceIds"].as_array().unwrap() {
             *per_instance
@@ -93,6 +100,15 @@ async fn every_instance_is_restarted_once_and_proven() {
         instances.iter().all(|i| i["state"] == "done"),
         "{instances:#?}"
     );
+    // Each restarted agent was probed onto the endpoints' ENIs.
+    for id in &scenario.instances {
+        let verdict = &summary["verdicts"][id];
+        assert_eq!(verdict["path"], "private", "{id}: {verdict:#}");
+        assert_eq!(
+            verdict["acs"], scenario.endpoint_addresses["ecs-agent"][0],
+            "{id}"
+        );
+    }
     assert!(summary["requests"]["ssm:SendCommand"].as_u64().unwrap() >= 1);
     let declared: Vec<String> = privlink_restart::fleet::operations::OPERATIONS
         .iter()
@@ -154,7 +170,28 @@ async fn blocking_findings_stop_the_run_unless_forced() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("pass --force"));
     assert!(commands_per_instance(&emulator).is_empty());
+    // Forced, the restarts cannot put the agents' ACS on an endpoint that does not exist:
+    // under the default --verify private the canary fails on that.
     let forced = cutover(&emulator, &["--force", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&forced.stdout);
+    assert_eq!(forced.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("not on the endpoints after the restart: public"),
+        "{stdout}"
+    );
+    // With --verify connected (and the failed run set aside) the restarts count, and the
+    // probe still tells the truth.
+    let forced = cutover(
+        &emulator,
+        &[
+            "--force",
+            "--verify",
+            "connected",
+            "--fresh",
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(
         forced.status.code(),
         Some(0),
@@ -164,6 +201,12 @@ async fn blocking_findings_stop_the_run_unless_forced() {
     let stdout = String::from_utf8_lossy(&forced.stdout);
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["overridden"][0]["id"], "interface-endpoint-missing");
+    for id in &scenario.instances {
+        assert_eq!(
+            summary["verdicts"][id]["path"], "public",
+            "{id}: {summary:#}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -233,6 +276,7 @@ async fn evidence_beyond_the_listed_output_is_read_whole() {
         })
         .collect();
     emulator.control("/_privlink/ssm/command-results", &results.into());
+    scenario.serve_probes(&emulator, AgentPath::Public, AgentPath::Endpoints);
     let output = cutover(&emulator, &["--output", "json"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");

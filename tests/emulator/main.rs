@@ -9,3 +9,4 @@ mod fallback;
 mod harness;
 mod scale;
 mod scenario;
+mod verify;

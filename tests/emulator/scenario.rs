@@ -61,7 +61,71 @@ pub struct Scenario {
     pub endpoint_sg: String,
     /// Short service name → endpoint id.
     pub endpoints: BTreeMap<String, String>,
+    /// Short service name → the private addresses of its interface endpoint's ENIs.
+    pub endpoint_addresses: BTreeMap<String, Vec<String>>,
     pub instances: Vec<String>,
+}
+
+/// Where an agent's websockets go, for the record its probe prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentPath {
+    /// ACS and TCS on the ecs-agent and ecs-telemetry endpoints' ENIs.
+    Endpoints,
+    /// On the numbered public hosts (`ecs-a-1`), as before a restart.
+    Public,
+}
+
+impl Scenario {
+    /// The record the path probe prints on an instance whose agent is on `path`, with
+    /// private DNS in effect (the names resolve to the endpoints' ENIs).
+    pub fn probe_record(&self, path: AgentPath) -> String {
+        // Without its endpoint a name resolves publicly.
+        let first = |service: &str| {
+            self.endpoint_addresses
+                .get(service)
+                .and_then(|a| a.first())
+                .cloned()
+                .unwrap_or_else(|| "52.94.0.1".to_string())
+        };
+        let (peers, host) = match path {
+            AgentPath::Endpoints => (
+                format!("{},{}", first("ecs-agent"), first("ecs-telemetry")),
+                format!("ecs-t.{REGION}.amazonaws.com"),
+            ),
+            AgentPath::Public => (
+                "54.239.36.10,54.239.36.11".to_string(),
+                format!("ecs-t-1.{REGION}.amazonaws.com"),
+            ),
+        };
+        format!(
+            "PRIVLINK-PROBE v=1 agent=2345 proxy=none no_proxy=169.254.169.254,169.254.170.2 \
+             dns.ecs={} dns.ecs-a={} dns.ecs-t={} dns.ecr-api={} dns.ecr-dkr={} peers={peers} \
+             ws_host={host} ws_at=2026-11-27T01:02:03Z",
+            first("ecs"),
+            first("ecs-agent"),
+            first("ecs-telemetry"),
+            first("ecr.api"),
+            first("ecr.dkr"),
+        )
+    }
+
+    /// Every instance's probe prints a record of `before`, and of `after` once its agent
+    /// was restarted (or the instance rebooted).
+    pub fn serve_probes(&self, emulator: &Emulator, before: AgentPath, after: AgentPath) {
+        let results: serde_json::Map<String, serde_json::Value> = self
+            .instances
+            .iter()
+            .map(|id| {
+                let result = json!({
+                    "status": "Success",
+                    "output": self.probe_record(before),
+                    "outputAfterRestart": self.probe_record(after),
+                });
+                (id.clone(), result)
+            })
+            .collect();
+        emulator.control("/_privlink/ssm/probe-results", &results.into());
+    }
 }
 
 fn filter(name: &str, value: &str) -> Filter {
@@ -363,14 +427,56 @@ pub async fn build(emulator: &Emulator, broken: Break) -> Scenario {
         drop_outbound_https(emulator, &vpc, &subnets[2]).await;
     }
 
+    let endpoint_addresses = endpoint_addresses(emulator, &endpoints).await;
     Scenario {
         vpc,
         explicit_route_table,
         main_route_table,
         endpoint_sg,
         endpoints,
+        endpoint_addresses,
         instances,
     }
+}
+
+/// The private addresses of each interface endpoint's ENIs (moto makes them up).
+async fn endpoint_addresses(
+    emulator: &Emulator,
+    endpoints: &BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<String>> {
+    let ec2 = emulator.ec2();
+    let mut addresses = BTreeMap::new();
+    for (service, id) in endpoints {
+        let described = ec2
+            .describe_vpc_endpoints()
+            .vpc_endpoint_ids(id)
+            .send()
+            .await
+            .unwrap();
+        let enis: Vec<String> = described
+            .vpc_endpoints()
+            .iter()
+            .flat_map(|e| e.network_interface_ids().iter().cloned())
+            .collect();
+        if enis.is_empty() {
+            continue;
+        }
+        let interfaces = ec2
+            .describe_network_interfaces()
+            .set_network_interface_ids(Some(enis))
+            .send()
+            .await
+            .unwrap();
+        addresses.insert(
+            service.clone(),
+            interfaces
+                .network_interfaces()
+                .iter()
+                .filter_map(|i| i.private_ip_address().map(str::to_string))
+                .collect(),
+        );
+    }
+    addresses
 }
 
 /// One instance launched by an Auto Scaling group, the way most clusters get them.

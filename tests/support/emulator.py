@@ -20,6 +20,8 @@ Moto covers what the CLI touches except for these gaps:
     give the value).
   * EC2 RebootInstances has no visible effect: the agent never disconnects.
   * Auto Scaling DescribeInstanceRefreshes is not implemented.
+  * Nothing runs on the instances: the path probe (a command whose script
+    contains "privlink-restart probe") has nothing to report.
 
 This is NOT a home-made AWS: it wraps moto's own WSGI app (the one
 `moto/server.py` runs, `DomainDispatcherApplication(create_backend_app)`) and
@@ -56,6 +58,13 @@ Control routes (no AWS signing; JSON in, 200 JSON out):
        SendCommand. Defaults: Success, empty output, statusDetails = status
        (TimedOut: DeliveryTimedOut), responseCode 0/1/-1. A held invocation is
        InProgress until released; the script stays held for later commands.
+  POST /_privlink/ssm/probe-results      {"i-1": {"status", "output",
+       "outputAfterRestart", ...}} like command-results, but for path probes
+       only (commands whose script contains "privlink-restart probe"). Once a
+       restart (a command with "PRIVLINK_METHOD=") has succeeded on the instance,
+       or it was rebooted, its probe prints outputAfterRestart (when given), as
+       an agent that moved onto the endpoints would. A probe of an instance
+       without a result succeeds with empty output (the tool judges it unknown).
   POST /_privlink/ssm/refuse             {"instanceIds": ["i-1"]}: SendCommand
        naming one of them fails whole with InvalidInstanceId, as SSM does for
        instances it cannot command (unmanaged, stopped, terminated).
@@ -72,7 +81,8 @@ Control routes (no AWS signing; JSON in, 200 JSON out):
        downAfter + downFor seconds (defaults 1 and 4), as a rebooting host's would.
   GET  /_privlink/ec2/reboots            {"Reboots": {"i-1": [epoch s, ...]}}
   GET  /_privlink/ssm/commands           recorded commands: id, document,
-       parameters, comment, requested instance ids, invocation statuses.
+       parameters, comment, requested instance ids, invocation statuses, and
+       whether it was a path probe ("Probe").
 CommandPlugins[].Output is built as the SSM agent does (stdout, ERROR title,
 stderr, max 2,500 chars, "---Output truncated---"); GetCommandInvocation has
 the first 24,000/8,000 chars of stdout/stderr. CancelCommand, like AWS, only
@@ -172,6 +182,7 @@ class Emulator:
         self.managed = {}   # InstanceId -> InstanceInformation
         self.agents = {}    # ec2InstanceId -> container instance overrides
         self.scripts = {}   # InstanceId -> scripted command result
+        self.probes = {}    # InstanceId -> scripted path-probe result
         self.commands = {}  # CommandId -> recorded command (insertion ordered)
         self.faults = {}    # "ec2:DescribeNetworkAcls" -> {"status", "code", "message"}
         self.refused = set()  # instance ids SendCommand refuses (InvalidInstanceId)
@@ -343,6 +354,9 @@ class Emulator:
         elif path == "/_privlink/ssm/command-results":
             for iid, script in params.items():
                 self.scripts.setdefault(iid, {}).update(script)
+        elif path == "/_privlink/ssm/probe-results":
+            for iid, script in params.items():
+                self.probes.setdefault(iid, {}).update(script)
         elif path == "/_privlink/ssm/refuse":
             self.refused.update(params.get("instanceIds", []))
         elif path == "/_privlink/ssm/release":
@@ -358,7 +372,7 @@ class Emulator:
         elif path == "/_privlink/ssm/commands":
             return {"Commands": [{
                 "CommandId": cid, "DocumentName": rec["DocumentName"], "Parameters": rec["Parameters"],
-                "Comment": rec["Comment"], "InstanceIds": rec["InstanceIds"],
+                "Comment": rec["Comment"], "InstanceIds": rec["InstanceIds"], "Probe": rec["Probe"],
                 "Statuses": {iid: self.view(inv)["Status"] for iid, inv in rec["invocations"].items()},
             } for cid, rec in self.commands.items()]}
         else:
@@ -391,8 +405,11 @@ class Emulator:
             v for t in params.get("Targets", []) if t["Key"] == "InstanceIds" for v in t["Values"]
         ] or cmd["InstanceIds"]  # tag Targets: keep what moto resolved
         doc, now, invocations = params.get("DocumentName", ""), time.time(), {}
+        probe = any("privlink-restart probe" in c for c in params.get("Parameters", {}).get("commands", []))
         for iid in dict.fromkeys(requested):
-            s = self.scripts.get(iid, {})
+            s = (self.probes if probe else self.scripts).get(iid, {})
+            if probe and "outputAfterRestart" in s and self.moved(iid):
+                s = dict(s, output=s["outputAfterRestart"])
             status = s.get("status", "Success")
             invocations[iid] = {
                 "status": status, "held": bool(s.get("held")), "started": now, "ended": now,
@@ -402,11 +419,20 @@ class Emulator:
             }
         self.commands[cmd["CommandId"]] = {
             "DocumentName": doc, "Parameters": params.get("Parameters", {}), "Comment": params.get("Comment", ""),
-            "InstanceIds": list(invocations), "RequestedDateTime": now, "invocations": invocations,
+            "InstanceIds": list(invocations), "RequestedDateTime": now, "invocations": invocations, "Probe": probe,
             "PluginName": "aws:runPowerShellScript" if doc == "AWS-RunPowerShellScript" else "aws:runShellScript",
         }
         self.fix_command(cmd)
         return answer
+
+    def moved(self, iid):
+        """Whether a restart succeeded on the instance, or it was rebooted."""
+        if self.reboots.get(iid):
+            return True
+        return any(
+            "PRIVLINK_METHOD=" in "".join(rec["Parameters"].get("commands", []))
+            and iid in rec["invocations"] and self.view(rec["invocations"][iid])["Status"] == "Success"
+            for rec in self.commands.values())
 
     def list_commands(self, environ, raw, params):
         answer, iid = self.call_moto(environ, raw), params.get("InstanceId")
