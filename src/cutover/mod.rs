@@ -894,6 +894,89 @@ mod tests {
         assert_eq!(sim.reboots_of("i-001"), 0);
     }
 
+    /// Runs the cutover with `--yes` (tuned by `tune`); returns the exit code and console.
+    async fn run_yes(sim: &SimFleet, tune: impl Fn(&mut CutoverPlan)) -> (i32, Recorder) {
+        let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH);
+        let mut plan = cutover(OutputFormat::Human);
+        plan.assume_yes = true;
+        tune(&mut plan);
+        let mut console = Recorder::default();
+        let code = run(sim, &clock, &plan, &mut console, &StopSignal::default())
+            .await
+            .unwrap();
+        (code, console)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn agents_already_on_the_endpoints_are_skipped_with_their_evidence() {
+        let mut fleet_instances = instances(4);
+        for i in [0, 2] {
+            fleet_instances[i] = fleet_instances[i].clone().already_private();
+        }
+        let sim = fleet(fleet_instances);
+        let (code, console) = run_yes(&sim, |_| {}).await;
+        assert_eq!(code, exit::OK, "{}{}", console.err, console.out);
+        assert!(
+            console
+                .err
+                .contains("Probe: 2 agent(s) already use the endpoints and are skipped"),
+            "{}",
+            console.err
+        );
+        assert_eq!(sim.restarts_sent("i-000"), 0);
+        assert_eq!(sim.restarts_sent("i-002"), 0);
+        assert_eq!(sim.restarts_sent("i-001"), 1);
+        let line = console
+            .out
+            .lines()
+            .find(|l| l.starts_with("i-000"))
+            .unwrap();
+        assert!(
+            line.contains("skipped") && line.contains("already on the endpoints: ACS 10.0.16.4"),
+            "{line}"
+        );
+        assert!(
+            console
+                .out
+                .contains("4 agents are on the endpoints, proven by the path probe."),
+            "{}",
+            console.out
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restart_all_restarts_agents_already_on_the_endpoints_and_none_skips_the_probe() {
+        let fleet_instances: Vec<SimInstance> = instances(2)
+            .into_iter()
+            .map(SimInstance::already_private)
+            .collect();
+        let sim = fleet(fleet_instances.clone());
+        let (code, console) = run_yes(&sim, |plan| plan.restart_all = true).await;
+        assert_eq!(code, exit::OK, "{}{}", console.err, console.out);
+        assert_eq!(sim.sent_commands().len(), 2, "both restarted");
+        // Nothing to do when every agent is on the endpoints already: nothing is sent.
+        let sim = fleet(fleet_instances.clone());
+        let (code, console) = run_yes(&sim, |_| {}).await;
+        assert_eq!(code, exit::OK);
+        assert!(
+            console
+                .err
+                .contains("Nothing to restart: 2 agent(s) already use the endpoints."),
+            "{}",
+            console.err
+        );
+        assert!(sim.sent_commands().is_empty());
+        // --verify none sends no probe: both restarted, one command each wave.
+        let sim = fleet(fleet_instances);
+        let (code, _) = run_yes(&sim, |plan| plan.rollout.verify = Some(VerifyMode::None)).await;
+        assert_eq!(code, exit::OK);
+        assert_eq!(
+            sim.request_counts()["ssm:SendCommand"] as usize,
+            sim.sent_commands().len()
+        );
+        assert_eq!(sim.sent_commands().len(), 2);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn confirmed_run_restarts_everyone_and_summarizes() {
         let sim = fleet(instances(5));

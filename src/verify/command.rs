@@ -169,3 +169,84 @@ pub fn ssm_unreachable(inventory: &Inventory, instance_id: &str) -> Option<Strin
         Some(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
+    use crate::report::{render_verify_human, render_verify_json, Colour};
+
+    fn plan() -> VerifyPlan {
+        VerifyPlan {
+            cluster: "sim".into(),
+            preflight: PreflightOptions::default(),
+            probe: ProbeConfig::default(),
+        }
+    }
+
+    fn sim(instances: Vec<SimInstance>) -> SimFleet {
+        SimFleet::new(
+            instances,
+            Latencies::default(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_instance_gets_a_verdict_and_the_bottom_line_claims_no_more() {
+        let fleet = sim(vec![
+            SimInstance::healthy("i-1", "eu-west-1a").already_private(),
+            SimInstance::healthy("i-2", "eu-west-1b"),
+            SimInstance::healthy("i-3", "eu-west-1c").with_fault(Fault::SsmOffline),
+        ]);
+        let report = verify(&fleet, &plan()).await.unwrap();
+        let paths: Vec<(&str, Path)> = report
+            .rows
+            .iter()
+            .map(|r| (r.instance_id.as_str(), r.verdict.path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("i-1", Path::Private),
+                ("i-2", Path::Public),
+                ("i-3", Path::Unknown)
+            ]
+        );
+        assert!(report.rows[2]
+            .verdict
+            .reason
+            .contains("not probed: SSM does not manage the instance"));
+        assert!(!report.all_private());
+        assert_eq!(
+            report.bottom_line(),
+            "1 of 3 agents still use public ECS endpoints; 1 of 3 could not be proven either way (see each reason)."
+        );
+        // One probe command for the instances SSM reaches, nothing else sent.
+        assert_eq!(report.requests["ssm:SendCommand"], 1);
+        let human = render_verify_human(&report, Colour::Off);
+        let line = human.lines().find(|l| l.starts_with("i-2")).unwrap();
+        assert!(
+            line.contains("public") && line.contains("54.239.36.10 (public)"),
+            "{human}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render_verify_json(&report)).unwrap();
+        assert_eq!(json["kind"], "verify");
+        assert_eq!(json["summary"]["public"], 1);
+        assert_eq!(json["instances"][0]["path"], "private");
+        assert_eq!(json["instances"][0]["peers"][0]["class"], "endpoint");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_private_says_so_and_only_then() {
+        let fleet = sim(vec![
+            SimInstance::healthy("i-1", "eu-west-1a").already_private(),
+            SimInstance::healthy("i-2", "eu-west-1b").already_private(),
+        ]);
+        let report = verify(&fleet, &plan()).await.unwrap();
+        assert!(report.all_private());
+        assert_eq!(report.bottom_line(), "All 2 agents use the endpoints.");
+    }
+}

@@ -564,4 +564,42 @@ ESTAB  0      0      10.0.1.23:45684     10.0.8.8:443      users:(("agent",pid=2
             assert!(script.contains(PROBE_MARKER.trim_end()));
         }
     }
+
+    /// From real-looking `ss` lines and agent log lines to the verdict, on the
+    /// preflight's ready inventory (in subnet-a the ecs-agent and ecs-telemetry ENIs are
+    /// 10.0.1.100 and .101).
+    #[test]
+    fn what_the_probe_prints_is_judged_on_the_inventory() {
+        use crate::preflight::testkit::ready_inventory;
+        use crate::verify::{Path, PathMap};
+        let map = PathMap::from_inventory(&ready_inventory(), false);
+        let restarted = FakeHost::healthy();
+        restarted.state(
+            "ss",
+            "ESTAB 0 0 10.0.1.10:40022 10.0.1.100:443 users:((\"agent\",pid=2345,fd=12))\n\
+             ESTAB 0 0 10.0.1.10:40024 10.0.1.101:443 users:((\"agent\",pid=2345,fd=14))\n\
+             ESTAB 0 0 10.0.1.10:40026 52.94.1.10:443 users:((\"curl\",pid=999,fd=3))\n",
+        );
+        restarted.log(
+            "level=info time=2026-11-27T02:00:00Z msg=\"Websocket connection established.\" \
+             URL=\"https://ecs-t.eu-west-1.amazonaws.com/ws\" ConnectTime=\"2026-11-27 02:00:00\" \
+             ExpectedDisconnectTime=\"2026-11-27 02:30:00\"\n",
+        );
+        let verdict = map.verdict("i-a", &restarted.record());
+        assert_eq!(verdict.path, Path::Private, "{verdict:#?}");
+        assert_eq!(
+            verdict.websocket.as_deref(),
+            Some("ecs-t.eu-west-1.amazonaws.com at 2026-11-27T02:00:00Z")
+        );
+        // Before the restart: the agent's log still names the numbered public host it
+        // cached, and its peers are not the VPC's endpoints.
+        let before = FakeHost::healthy();
+        let verdict = map.verdict("i-a", &before.record());
+        assert_eq!(verdict.path, Path::Public, "{verdict:#?}");
+        assert!(
+            verdict.reason.contains("ecs-a-3.eu-west-1.amazonaws.com"),
+            "{}",
+            verdict.reason
+        );
+    }
 }
