@@ -272,7 +272,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 10.0, value_parser = plan::parse_speed)]
     pub speed: f64,
 
-    /// Add trouble: an instance SSM cannot reach, a slow reconnect, a spot interruption
+    /// Add trouble: an instance SSM cannot reach, a slow reconnect, a spot interruption, an agent already on the endpoints
     #[arg(long)]
     pub faults: bool,
 }

@@ -19,7 +19,8 @@ pub struct DemoSettings {
     pub instances: usize,
     /// How much faster than real time.
     pub speed: f64,
-    /// Add an instance SSM cannot reach, a slow reconnect and a spot interruption.
+    /// Add an instance SSM cannot reach, a slow reconnect, a spot interruption and an
+    /// agent already on the endpoints.
     pub faults: bool,
 }
 
@@ -46,6 +47,10 @@ pub fn demo(
         fault(3, Fault::SsmOffline);
         fault(7, Fault::SlowReconnect(scale(Duration::from_secs(40))));
         fault(11, Fault::TerminatedAfter(scale(Duration::from_secs(45))));
+        // Restarted by hand after the endpoints came: the probe finds it, it is skipped.
+        if let Some(instance) = instances.get_mut(5) {
+            instance.starts_private = true;
+        }
     }
     let defaults = Latencies::default();
     let latencies = Latencies {
@@ -165,7 +170,18 @@ mod tests {
     async fn the_demo_with_faults_shows_a_reboot_a_slow_agent_and_a_departure() {
         let (code, out) = play(true).await;
         assert_eq!(code, exit::OK, "{out}");
-        assert!(out.contains("23 done, 0 failed, 1 gone"), "{out}");
+        assert!(
+            out.contains("22 done, 0 failed, 1 gone, 1 skipped"),
+            "{out}"
+        );
+        let skipped = out
+            .lines()
+            .find(|l| l.starts_with("i-0demo00005"))
+            .unwrap_or_default();
+        assert!(
+            skipped.contains("skipped") && skipped.contains("already on the endpoints"),
+            "{out}"
+        );
         let rebooted = out
             .lines()
             .find(|l| l.starts_with("i-0demo00003"))

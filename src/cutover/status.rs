@@ -66,6 +66,9 @@ pub async fn status<F: Fleet>(
             let mut value = serde_json::to_value(&entry.state).unwrap_or(Value::Null);
             value["instance_id"] = json!(id);
             value["at"] = json!(rfc3339(entry.at));
+            if let Some(verdict) = journal.verdicts.get(id) {
+                value["verdict"] = serde_json::to_value(verdict).unwrap_or(Value::Null);
+            }
             instances.push(value);
         }
     } else {
@@ -155,6 +158,11 @@ pub async fn status<F: Fleet>(
                             })
                         })
                         .unwrap_or_default();
+                    let path = value["verdict"]["path"]
+                        .as_str()
+                        .map(|p| format!(" · path {p}"))
+                        .unwrap_or_default();
+                    let detail = format!("{detail}{path}");
                     text.push_str(&format!(
                         "{:<21} {:<13} {:<21} {}\n",
                         value["instance_id"].as_str().unwrap_or_default(),

@@ -911,8 +911,9 @@ impl Fleet for SimFleet {
         };
         Ok(timelines
             .iter()
-            // SSM lists an invocation only a moment after the send.
-            .filter(|(_, t)| now >= t.sent + Duration::from_millis(500))
+            // SSM lists an invocation only a moment after the send (a quarter of the
+            // delivery latency: 500 ms by default).
+            .filter(|(_, t)| now >= t.sent + self.latencies.delivery / 4)
             .map(|(id, t)| {
                 let (status, output) = match &t.ends {
                     _ if t.cancelled => (

@@ -319,7 +319,7 @@ impl super::SimFleet {
     }
 
     /// `SendCommand` of the probe: like SSM, refused whole when one instance cannot take
-    /// commands; each record is ready after the delivery latency and a second of work.
+    /// commands; each record is ready after the delivery latency and a moment of work.
     pub(super) fn start_probe(&self, request: &ProbeRequest) -> Result<CommandId, FleetError> {
         use super::{Fault, Timeline};
         let now = self.now();
@@ -371,8 +371,8 @@ impl super::SimFleet {
                     path,
                     &connected_at,
                 );
-                let took = (self.latencies.delivery + std::time::Duration::from_secs(1))
-                    .mul_f64(instance.pace);
+                // Delivered like any command, then about as long as ECS takes to report.
+                let took = (self.latencies.delivery + self.latencies.report).mul_f64(instance.pace);
                 let timeline = Timeline {
                     sent: now,
                     ends: Some((took, InvocationStatus::Success, format!("{record}\n"))),
