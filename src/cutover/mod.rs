@@ -636,7 +636,12 @@ fn skip_private(
             plan.preset.push((
                 id.clone(),
                 InstanceState::Skipped {
-                    reason: format!("already on the endpoints: {}", verdict.reason),
+                    reason: match (verdict.acs, verdict.tcs) {
+                        (Some(acs), Some(tcs)) => {
+                            format!("agent already on the endpoints: ACS {acs}, TCS {tcs}")
+                        }
+                        _ => format!("agent already on the endpoints: {}", verdict.reason),
+                    },
                 },
             ));
         }

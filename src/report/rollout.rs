@@ -382,22 +382,35 @@ fn path_line(outcome: &Outcome, verdicts: &BTreeMap<String, Verdict>) -> Option<
     if settled.is_empty() {
         return None;
     }
-    let private = settled
+    let paths: Vec<Option<Path>> = settled
         .iter()
-        .filter(|id| verdicts.get(**id).is_some_and(|v| v.path == Path::Private))
-        .count();
-    let unproven = settled.len() - private;
-    Some(if unproven == 0 {
-        format!(
+        .map(|id| verdicts.get(*id).map(|v| v.path))
+        .collect();
+    let private = paths.iter().filter(|p| **p == Some(Path::Private)).count();
+    let unprobed = paths.iter().filter(|p| p.is_none()).count();
+    let off = settled.len() - private - unprobed;
+    if private == settled.len() {
+        return Some(format!(
             "{} on the endpoints, proven by the path probe.",
             plural(private, "agent is", "agents are")
-        )
-    } else {
-        format!(
-            "{private} of {} agents proven on the endpoints; {unproven} not (--verify connected or none, or no SSM): `privlink-restart verify` checks them.",
-            settled.len()
-        )
-    })
+        ));
+    }
+    let mut parts = vec![format!(
+        "{private} of {} agents proven on the endpoints by the path probe",
+        settled.len()
+    )];
+    if unprobed > 0 {
+        parts.push(format!("{unprobed} not probed (no SSM, or --verify none)"));
+    }
+    if off > 0 {
+        parts.push(format!(
+            "{off} probed off the endpoints (--verify connected; see their verdicts)"
+        ));
+    }
+    Some(format!(
+        "{}; `privlink-restart verify` checks again.",
+        parts.join("; ")
+    ))
 }
 
 #[derive(Serialize)]
