@@ -166,6 +166,8 @@ struct JsonPlan<'a> {
     kind: &'static str,
     cluster: &'a Cluster,
     max_unavailable: String,
+    /// `--verify`; null: private where SSM reaches an instance, connected elsewhere.
+    verify: Option<VerifyMode>,
     waves: &'a [crate::rollout::waves::Wave],
     preset: Vec<JsonInstance<'a>>,
     blocking: Vec<Override>,
@@ -185,6 +187,7 @@ pub fn render_plan_json(cluster: &Cluster, plan: &RolloutPlan, config: &RolloutC
         kind: "plan",
         cluster,
         max_unavailable: config.waves.max_unavailable.to_string(),
+        verify: config.verify,
         waves: &plan.waves,
         preset: plan
             .preset
