@@ -79,21 +79,31 @@ struct Journaling {
 
 impl Hooks for Journaling {
     fn event(&mut self, event: RolloutEvent) {
-        if let RolloutEvent::StateChanged {
-            instance_id,
-            state,
-            at,
-        } = event
-        {
-            self.journal.instances.insert(
+        match event {
+            RolloutEvent::StateChanged {
                 instance_id,
-                InstanceEntry {
-                    container_instance_arn: String::new(),
-                    state: *state,
-                    at,
-                },
-            );
-            self.dirty = true;
+                state,
+                at,
+            } => {
+                self.journal.instances.insert(
+                    instance_id,
+                    InstanceEntry {
+                        container_instance_arn: String::new(),
+                        state: *state,
+                        at,
+                    },
+                );
+                self.dirty = true;
+            }
+            RolloutEvent::Verified {
+                instance_id,
+                verdict,
+                ..
+            } => {
+                self.journal.verdicts.insert(instance_id, *verdict);
+                self.dirty = true;
+            }
+            _ => {}
         }
     }
 
@@ -234,7 +244,13 @@ async fn main() {
         return;
     }
     let latencies = Latencies::default();
-    let per_host = latencies.delivery + latencies.restart + latencies.reconnect;
+    // Per host: the restart (delivered, the agent back, its ACS connection), then the
+    // path probe (delivered, its record reported).
+    let per_host = latencies.delivery
+        + latencies.restart
+        + latencies.reconnect
+        + latencies.delivery
+        + latencies.report;
     println!(
         "| instances | waves | makespan | bound, mean host | ratio | bound, slowest host per wave | ratio | \
          requests/instance | one at a time | journal writes | journal size | time writing it | peak RSS |"

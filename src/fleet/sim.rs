@@ -691,6 +691,41 @@ impl SimFleet {
         (connected, version)
     }
 
+    /// What SSM's `SendCommand` checks: at most 50 instance ids, and the whole call
+    /// refused when one instance cannot take commands (unmanaged, terminated). The new
+    /// command's id.
+    fn accept_command(
+        &self,
+        state: &mut State,
+        instance_ids: &[String],
+        now: Instant,
+    ) -> Result<CommandId, FleetError> {
+        assert!(
+            instance_ids.len() <= 50,
+            "SendCommand takes at most 50 instance ids"
+        );
+        let refused: Vec<String> = instance_ids
+            .iter()
+            .filter(|id| {
+                state
+                    .instances
+                    .iter()
+                    .find(|i| &&i.id == id)
+                    .is_none_or(|i| i.has(Fault::SsmOffline) || self.is_terminated(i, now))
+            })
+            .cloned()
+            .collect();
+        if !refused.is_empty() {
+            return Err(FleetError::InvalidInstances {
+                action: "ssm:SendCommand".into(),
+                instance_ids: refused,
+            });
+        }
+        let id = CommandId(format!("sim-command-{}", state.next_command));
+        state.next_command += 1;
+        Ok(id)
+    }
+
     /// The instance ids of every command sent, in order.
     pub fn sent_commands(&self) -> Vec<Vec<String>> {
         let state = self.lock();
@@ -846,31 +881,7 @@ impl Fleet for SimFleet {
         let now = self.now();
         let mut state = self.lock();
         self.call(&mut state, "ssm:SendCommand")?;
-        assert!(
-            request.instance_ids.len() <= 50,
-            "SendCommand takes at most 50 instance ids"
-        );
-        // Like SSM: one instance it cannot command (unmanaged, terminated) fails the call.
-        let refused: Vec<String> = request
-            .instance_ids
-            .iter()
-            .filter(|id| {
-                state
-                    .instances
-                    .iter()
-                    .find(|i| &&i.id == id)
-                    .is_none_or(|i| i.has(Fault::SsmOffline) || self.is_terminated(i, now))
-            })
-            .cloned()
-            .collect();
-        if !refused.is_empty() {
-            return Err(FleetError::InvalidInstances {
-                action: "ssm:SendCommand".into(),
-                instance_ids: refused,
-            });
-        }
-        let id = CommandId(format!("sim-command-{}", state.next_command));
-        state.next_command += 1;
+        let id = self.accept_command(&mut state, &request.instance_ids, now)?;
         let timelines: BTreeMap<String, Timeline> = request
             .instance_ids
             .iter()

@@ -25,7 +25,8 @@ use crate::fleet::{
 };
 use crate::inventory::Platform;
 use crate::journal::marks::{DoneMark, GroupOwed, InstanceDebt, RunId, DONE_ATTRIBUTE};
-use crate::verify::{Path, ProbeConfig, ProbeSite, Prober, Verdict, VerifyMode};
+use crate::verify::record::ProbeRecord;
+use crate::verify::{Outstanding, Path, ProbeConfig, ProbeSite, Prober, Verdict, VerifyMode};
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
 const SEND_BATCH: usize = 50;
@@ -543,9 +544,22 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
     }
 
-    /// Probes every verifying instance and judges it: under `private` it is done only
-    /// when its agent is on the endpoints, else failed with the verdict; under
-    /// `connected` the verdict is evidence only.
+    fn prober(&self) -> Prober<'_, F> {
+        Prober {
+            fleet: self.fleet,
+            site: &self.site,
+            config: ProbeConfig {
+                delivery_timeout: self.config.delivery_timeout,
+                poll_interval: self.config.poll_interval,
+            },
+        }
+    }
+
+    /// Probes every verifying instance, one command per platform and 50 instances, and
+    /// judges each as its record comes in. A wave's probes go out together once its
+    /// restarts are proven: probing each instance as soon as its own restart was proven
+    /// ended the waves no sooner on the simulated fleet (the slowest restart's host is
+    /// also the slowest to answer its probe) and cost more reads (docs/PERFORMANCE.md).
     async fn verify_paths(&mut self) -> Result<(), Interruption> {
         let waiting: Vec<(String, Platform)> = self
             .states
@@ -556,19 +570,26 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if waiting.is_empty() {
             return Ok(());
         }
-        let prober = Prober {
-            fleet: self.fleet,
-            site: &self.site,
-            config: ProbeConfig {
-                delivery_timeout: self.config.delivery_timeout,
-                poll_interval: self.config.poll_interval,
-            },
-        };
-        let verdicts = prober.verdicts(&waiting).await?;
-        for (id, verdict) in verdicts {
+        let mut outstanding = Outstanding::default();
+        let refused = self.prober().start(&waiting, &mut outstanding).await?;
+        self.conclude(refused);
+        while !outstanding.is_empty() {
+            tokio::time::sleep(self.config.poll_interval).await;
+            let results = self.prober().collect(&mut outstanding).await?;
+            self.conclude(results);
+        }
+        Ok(())
+    }
+
+    /// Judges probe results: under `private` an instance is done only when its agent is
+    /// on the endpoints, else failed with the verdict; under `connected` the verdict is
+    /// evidence only.
+    fn conclude(&mut self, results: BTreeMap<String, Result<ProbeRecord, String>>) {
+        for (id, record) in results {
             let Some(InstanceState::Verifying { proof }) = self.states.get(&id).cloned() else {
                 continue;
             };
+            let verdict = self.prober().judge(&id, record);
             let at = self.now();
             self.hooks.event(RolloutEvent::Verified {
                 instance_id: id.clone(),
@@ -590,7 +611,6 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             self.verdicts.insert(id.clone(), verdict);
             self.set(&id, next);
         }
-        Ok(())
     }
 
     /// Waits `pause`, in short steps so that a stop request is not kept waiting.

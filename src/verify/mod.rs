@@ -16,7 +16,7 @@ pub mod verdict;
 
 use serde::Serialize;
 
-pub use probing::{ProbeConfig, ProbeSite, Prober};
+pub use probing::{Outstanding, ProbeConfig, ProbeSite, Prober};
 pub use verdict::{Path, PathMap, Verdict};
 
 /// What the rollout requires after each restart or reboot (`--verify`).

@@ -3,7 +3,7 @@
 //! each record judged. Used by `verify`, by the cutover before it plans (to skip agents
 //! already on the endpoints) and by the rollout after each restart or reboot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -57,6 +57,22 @@ impl ProbeSite {
     }
 }
 
+/// Probes sent and not yet answered: instance id → (command, when to give up).
+#[derive(Debug, Default)]
+pub struct Outstanding {
+    sent: BTreeMap<String, (CommandId, Instant)>,
+}
+
+impl Outstanding {
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+
+    pub fn contains(&self, instance_id: &str) -> bool {
+        self.sent.contains_key(instance_id)
+    }
+}
+
 /// Sends probes to one cluster's instances and judges what they print.
 pub struct Prober<'a, F> {
     pub fleet: &'a F,
@@ -75,13 +91,18 @@ impl<F: Fleet> Prober<'_, F> {
         Ok(records
             .into_iter()
             .map(|(id, record)| {
-                let verdict = match record {
-                    Ok(record) => self.site.paths.verdict(&id, &record),
-                    Err(why) => Verdict::unprobed(why),
-                };
+                let verdict = self.judge(&id, record);
                 (id, verdict)
             })
             .collect())
+    }
+
+    /// The verdict on a record, or on why there is none.
+    pub fn judge(&self, instance_id: &str, record: Result<ProbeRecord, String>) -> Verdict {
+        match record {
+            Ok(record) => self.site.paths.verdict(instance_id, &record),
+            Err(why) => Verdict::unprobed(why),
+        }
     }
 
     /// Each instance's record, or why there is none.
@@ -89,16 +110,35 @@ impl<F: Fleet> Prober<'_, F> {
         &self,
         instances: &[(String, Platform)],
     ) -> Result<BTreeMap<String, Result<ProbeRecord, String>>, FleetError> {
+        let mut outstanding = Outstanding::default();
+        let mut results = self.start(instances, &mut outstanding).await?;
+        while !outstanding.is_empty() {
+            tokio::time::sleep(self.config.poll_interval).await;
+            results.extend(self.collect(&mut outstanding).await?);
+        }
+        Ok(results)
+    }
+
+    /// Sends the probe to the instances (one command per platform and 50 instances);
+    /// returns at once those SSM refused, with why.
+    pub async fn start(
+        &self,
+        instances: &[(String, Platform)],
+        outstanding: &mut Outstanding,
+    ) -> Result<BTreeMap<String, Result<ProbeRecord, String>>, FleetError> {
         let mut by_platform: BTreeMap<Platform, Vec<String>> = BTreeMap::new();
         for (id, platform) in instances {
             by_platform.entry(*platform).or_default().push(id.clone());
         }
-        let mut results: BTreeMap<String, Result<ProbeRecord, String>> = BTreeMap::new();
-        let mut sent: BTreeMap<String, CommandId> = BTreeMap::new();
+        let mut results = BTreeMap::new();
+        let deadline =
+            Instant::now() + self.config.delivery_timeout + PROBE_EXECUTION + REPORT_GRACE;
         for (platform, ids) in by_platform {
             for batch in ids.chunks(SEND_BATCH) {
                 let (commands, refused) = self.send(platform, batch).await?;
-                sent.extend(commands);
+                for (id, command) in commands {
+                    outstanding.sent.insert(id, (command, deadline));
+                }
                 for id in refused {
                     results.insert(
                         id,
@@ -107,52 +147,62 @@ impl<F: Fleet> Prober<'_, F> {
                 }
             }
         }
-        let deadline =
-            Instant::now() + self.config.delivery_timeout + PROBE_EXECUTION + REPORT_GRACE;
-        while !sent.is_empty() {
-            tokio::time::sleep(self.config.poll_interval).await;
-            let commands: std::collections::BTreeSet<CommandId> = sent.values().cloned().collect();
-            for command in commands {
-                let invocations = patiently(|| self.fleet.command_results(&command)).await?;
-                for invocation in invocations {
-                    if sent.get(&invocation.instance_id) != Some(&command) {
-                        continue;
-                    }
-                    let id = invocation.instance_id.clone();
-                    let result = match invocation.status {
-                        InvocationStatus::Running => continue,
-                        InvocationStatus::Success => self
-                            .record(&command, &id, &invocation.output)
-                            .await?
-                            .map_err(|e| e.to_string()),
-                        // A probe that failed part-way may still have printed its record.
-                        InvocationStatus::Ended { status, details } => {
-                            ProbeRecord::parse(&invocation.output)
-                                .map_err(|_| format!("the probe ended {status} ({details})"))
-                        }
-                    };
-                    sent.remove(&id);
-                    results.insert(id, result);
+        Ok(results)
+    }
+
+    /// One look at the outstanding probes: the records of those that ended (taken out of
+    /// `outstanding`); those past their deadline are cancelled and given up.
+    pub async fn collect(
+        &self,
+        outstanding: &mut Outstanding,
+    ) -> Result<BTreeMap<String, Result<ProbeRecord, String>>, FleetError> {
+        let mut results = BTreeMap::new();
+        let commands: BTreeSet<CommandId> =
+            outstanding.sent.values().map(|(c, _)| c.clone()).collect();
+        for command in commands {
+            let invocations = patiently(|| self.fleet.command_results(&command)).await?;
+            for invocation in invocations {
+                let ours = matches!(outstanding.sent.get(&invocation.instance_id), Some((c, _)) if *c == command);
+                if !ours {
+                    continue;
                 }
+                let id = invocation.instance_id.clone();
+                let result = match invocation.status {
+                    InvocationStatus::Running => continue,
+                    InvocationStatus::Success => self
+                        .record(&command, &id, &invocation.output)
+                        .await?
+                        .map_err(|e| e.to_string()),
+                    // A probe that failed part-way may still have printed its record.
+                    InvocationStatus::Ended { status, details } => {
+                        ProbeRecord::parse(&invocation.output)
+                            .map_err(|_| format!("the probe ended {status} ({details})"))
+                    }
+                };
+                outstanding.sent.remove(&id);
+                results.insert(id, result);
             }
-            if Instant::now() >= deadline && !sent.is_empty() {
-                let mut by_command: BTreeMap<CommandId, Vec<String>> = BTreeMap::new();
-                for (id, command) in std::mem::take(&mut sent) {
-                    by_command.entry(command).or_default().push(id);
-                }
-                for (command, ids) in by_command {
-                    // Best effort: the probe only reads, a late one does no harm.
-                    let _ = self.fleet.cancel(&command, &ids).await;
-                    for id in ids {
-                        results.insert(
-                            id,
-                            Err(format!(
-                                "the probe did not answer within {}s",
-                                (self.config.delivery_timeout + PROBE_EXECUTION).as_secs()
-                            )),
-                        );
-                    }
-                }
+        }
+        let now = Instant::now();
+        let mut late: BTreeMap<CommandId, Vec<String>> = BTreeMap::new();
+        outstanding.sent.retain(|id, (command, deadline)| {
+            if now < *deadline {
+                return true;
+            }
+            late.entry(command.clone()).or_default().push(id.clone());
+            false
+        });
+        for (command, ids) in late {
+            // Best effort: the probe only reads, a late one does no harm.
+            let _ = self.fleet.cancel(&command, &ids).await;
+            for id in ids {
+                results.insert(
+                    id,
+                    Err(format!(
+                        "the probe did not answer within {}s",
+                        (self.config.delivery_timeout + PROBE_EXECUTION).as_secs()
+                    )),
+                );
             }
         }
         Ok(results)

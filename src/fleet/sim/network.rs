@@ -5,7 +5,7 @@
 //! Zone k (0-based, in AZ order) has subnet `10.0.16(k+1).0/20`; its endpoint ENIs sit at
 //! `.4` upwards, a proxy (for `Fault::ProxyInPath`) at `.3`, instances from `.16`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::fleet::{CommandId, FleetError, InvocationStatus, ProbeRequest};
@@ -254,14 +254,12 @@ impl super::SimFleet {
     /// The fleet's zones in order: every instance's AZ, terminated ones included, so an
     /// instance keeps its subnet for the fleet's life.
     pub(super) fn zones(state: &super::State) -> Vec<String> {
-        let mut zones: Vec<String> = state
+        let zones: BTreeSet<&String> = state
             .instances
             .iter()
-            .map(|i| i.availability_zone.clone())
+            .map(|i| &i.availability_zone)
             .collect();
-        zones.sort();
-        zones.dedup();
-        zones
+        zones.into_iter().cloned().collect()
     }
 
     pub(super) fn zone_of(zones: &[String], instance: &super::SimInstance) -> usize {
@@ -321,38 +319,15 @@ impl super::SimFleet {
     /// `SendCommand` of the probe: like SSM, refused whole when one instance cannot take
     /// commands; each record is ready after the delivery latency and a moment of work.
     pub(super) fn start_probe(&self, request: &ProbeRequest) -> Result<CommandId, FleetError> {
-        use super::{Fault, Timeline};
+        use super::Timeline;
         let now = self.now();
         let mut state = self.lock();
         self.call(&mut state, "ssm:SendCommand")?;
-        assert!(
-            request.instance_ids.len() <= 50,
-            "SendCommand takes at most 50 instance ids"
-        );
         assert_eq!(
             request.region, self.region,
             "the probe names the fleet's region"
         );
-        let refused: Vec<String> = request
-            .instance_ids
-            .iter()
-            .filter(|id| {
-                state
-                    .instances
-                    .iter()
-                    .find(|i| &&i.id == id)
-                    .is_none_or(|i| i.has(Fault::SsmOffline) || self.is_terminated(i, now))
-            })
-            .cloned()
-            .collect();
-        if !refused.is_empty() {
-            return Err(FleetError::InvalidInstances {
-                action: "ssm:SendCommand".into(),
-                instance_ids: refused,
-            });
-        }
-        let id = CommandId(format!("sim-command-{}", state.next_command));
-        state.next_command += 1;
+        let id = self.accept_command(&mut state, &request.instance_ids, now)?;
         let zones = Self::zones(&state);
         let connected_at = crate::clock::rfc3339(self.wall(now));
         let timelines: BTreeMap<String, Timeline> = request
