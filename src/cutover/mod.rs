@@ -21,7 +21,7 @@ use crate::journal::{Journal, JournalError, JournalKey, JournalStore, RunStatus}
 use crate::lease::{self, LeaseError, LeaseStatus, LeaseTerms, Owner};
 use crate::preflight::{self, PreflightOptions, Severity};
 use crate::report::{self, Colour, OutputFormat, ProgressView, SummaryRow, Timings};
-use crate::rollout::plan::{plan, RolloutPlan, Selection};
+use crate::rollout::plan::{plan, RolloutPlan, Selection, STRATEGY_REBOOT};
 use crate::rollout::run::{roll, RolloutConfig, RolloutInput};
 use crate::rollout::state::InstanceState;
 use crate::rollout::waves::{plan_waves, Candidate};
@@ -540,7 +540,9 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         let recorded = write_run_record(fleet, &cluster, &run_id, journal.status, started, journal.updated_at).await;
         let requests = fleet.request_counts();
         let overridden = if cutover.force { overrides.clone() } else { Vec::new() };
-        let mut verdicts = already.clone();
+        // Earlier sessions' verdicts (the journal), those before the plan, this run's.
+        let mut verdicts = journal.verdicts.clone();
+        verdicts.extend(already.clone());
         verdicts.extend(outcome.verdicts.clone());
         if human {
             console.out(&report::render_summary_human(
@@ -604,7 +606,7 @@ async fn already_private<F: Fleet>(
         .targets
         .iter()
         .filter(|t| t.no_ssm.is_none())
-        .filter(|t| !plan.preset.iter().any(|(id, _)| id == &t.instance_id))
+        .filter(|t| probe_first(plan, &t.instance_id))
         .map(|t| (t.instance_id.clone(), t.platform))
         .collect();
     if candidates.is_empty() {
@@ -623,6 +625,16 @@ async fn already_private<F: Fleet>(
     Ok(verdicts)
 }
 
+/// Whether a target has not been decided yet: pending, or waiting for a reboot only
+/// because of `--strategy reboot` (an agent already on the endpoints needs neither).
+fn probe_first(plan: &RolloutPlan, id: &str) -> bool {
+    match plan.preset.iter().find(|(p, _)| p == id) {
+        None => true,
+        Some((_, InstanceState::NeedsReboot { reason })) => reason == STRATEGY_REBOOT,
+        Some(_) => false,
+    }
+}
+
 /// Skips the targets already on the endpoints and plans the waves without them.
 fn skip_private(
     plan: &mut RolloutPlan,
@@ -630,9 +642,8 @@ fn skip_private(
     cutover: &CutoverPlan,
 ) {
     for (id, verdict) in already {
-        let pending = plan.targets.iter().any(|t| &t.instance_id == id)
-            && !plan.preset.iter().any(|(p, _)| p == id);
-        if pending {
+        if plan.targets.iter().any(|t| &t.instance_id == id) && probe_first(plan, id) {
+            plan.preset.retain(|(p, _)| p != id);
             plan.preset.push((
                 id.clone(),
                 InstanceState::Skipped {
@@ -980,6 +991,20 @@ mod tests {
             sim.sent_commands().len()
         );
         assert_eq!(sim.sent_commands().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn strategy_reboot_leaves_agents_already_on_the_endpoints_alone() {
+        let mut fleet_instances = instances(2);
+        fleet_instances[0] = fleet_instances[0].clone().already_private();
+        let sim = fleet(fleet_instances);
+        let (code, console) = run_yes(&sim, |plan| {
+            plan.rollout.fallback.strategy = Strategy::Reboot;
+        })
+        .await;
+        assert_eq!(code, exit::OK, "{}{}", console.err, console.out);
+        assert_eq!(sim.reboots_of("i-000"), 0, "{}", console.out);
+        assert_eq!(sim.reboots_of("i-001"), 1, "{}", console.out);
     }
 
     #[tokio::test(start_paused = true)]

@@ -195,14 +195,14 @@ pub fn gather(
                         },
                     );
                 }
-                // Its reboot was proven; only the putting back was cut short, and
-                // settling finishes that.
+                // Its reboot was proven; the putting back was cut short (settling
+                // finishes that), and the path probe that follows it never ran: the
+                // instance resumes as verifying.
                 InstanceState::Restoring { proof } => {
-                    prior.done.insert(
+                    prior.in_flight.insert(
                         id.clone(),
-                        DoneEarlier {
-                            at: entry.at,
-                            evidence: Some(Proof::Reboot(proof.clone())),
+                        InstanceState::Verifying {
+                            proof: Proof::Reboot(proof.clone()),
                         },
                     );
                 }

@@ -97,6 +97,9 @@ pub enum Fault {
     ProxyInPath,
     /// The path probe finds none of its tools on the host.
     ProbeBlind,
+    /// After a restart or reboot the agent's TCS websocket connects this much later than
+    /// its ACS one.
+    TelemetryLate(Duration),
 }
 
 /// Latencies of the simulated world.

@@ -90,7 +90,9 @@ fn evidence(verdict: &Verdict) -> String {
     if let Some(proxy) = &verdict.proxy {
         text.push_str(&format!(" · proxy {proxy}"));
     }
-    if !verdict.dns_problems.is_empty() && verdict.path != Path::Private {
+    // Shown for private agents too: once the NAT goes, a name that resolves publicly
+    // breaks the agent's API calls or image pulls even with its websockets moved.
+    if !verdict.dns_problems.is_empty() {
         text.push_str(&format!(" · DNS: {}", verdict.dns_problems.join("; ")));
     }
     text

@@ -30,6 +30,8 @@ use crate::verify::{Outstanding, Path, ProbeConfig, ProbeSite, Prober, Verdict, 
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
 const SEND_BATCH: usize = 50;
+/// The pause before probing again an agent whose websockets are not all up yet.
+const SETTLE_PAUSE: Duration = Duration::from_secs(5);
 /// `ListCommandInvocations` returns at most 2,500 characters of output; this close to it,
 /// the output may have been cut.
 const TRUNCATED_OUTPUT: usize = 2400;
@@ -560,36 +562,60 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     /// restarts are proven: probing each instance as soon as its own restart was proven
     /// ended the waves no sooner on the simulated fleet (the slowest restart's host is
     /// also the slowest to answer its probe) and cost more reads (docs/PERFORMANCE.md).
+    ///
+    /// An agent whose websockets are not all up yet (TCS connects a moment after ACS) is
+    /// probed again, every few seconds, for up to `--agent-timeout`.
     async fn verify_paths(&mut self) -> Result<(), Interruption> {
-        let waiting: Vec<(String, Platform)> = self
+        let mut waiting: Vec<(String, Platform)> = self
             .states
             .iter()
             .filter(|(_, s)| matches!(s, InstanceState::Verifying { .. }))
             .filter_map(|(id, _)| Some((id.clone(), self.targets.get(id)?.platform)))
             .collect();
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        let mut outstanding = Outstanding::default();
-        let refused = self.prober().start(&waiting, &mut outstanding).await?;
-        self.conclude(refused);
-        while !outstanding.is_empty() {
-            tokio::time::sleep(self.config.poll_interval).await;
-            let results = self.prober().collect(&mut outstanding).await?;
-            self.conclude(results);
+        let settle_until = Instant::now() + self.config.agent_timeout;
+        while !waiting.is_empty() {
+            let mut outstanding = Outstanding::default();
+            let refused = self.prober().start(&waiting, &mut outstanding).await?;
+            self.conclude(refused, None);
+            let mut again = Vec::new();
+            while !outstanding.is_empty() {
+                tokio::time::sleep(self.config.poll_interval).await;
+                let results = self.prober().collect(&mut outstanding).await?;
+                again.extend(self.conclude(results, Some(settle_until)));
+            }
+            if !again.is_empty() {
+                tokio::time::sleep(SETTLE_PAUSE).await;
+            }
+            waiting = again
+                .into_iter()
+                .filter_map(|id| Some((id.clone(), self.targets.get(&id)?.platform)))
+                .collect();
         }
         Ok(())
     }
 
     /// Judges probe results: under `private` an instance is done only when its agent is
     /// on the endpoints, else failed with the verdict; under `connected` the verdict is
-    /// evidence only.
-    fn conclude(&mut self, results: BTreeMap<String, Result<ProbeRecord, String>>) {
+    /// evidence only. Returns the instances still settling before `settle_until`, to be
+    /// probed again rather than judged.
+    fn conclude(
+        &mut self,
+        results: BTreeMap<String, Result<ProbeRecord, String>>,
+        settle_until: Option<Instant>,
+    ) -> Vec<String> {
+        let mut again = Vec::new();
         for (id, record) in results {
             let Some(InstanceState::Verifying { proof }) = self.states.get(&id).cloned() else {
                 continue;
             };
             let verdict = self.prober().judge(&id, record);
+            let settling = verdict.settling
+                && self.verify_mode(&id) == VerifyMode::Private
+                && settle_until.is_some_and(|until| Instant::now() < until);
+            if settling {
+                again.push(id);
+                continue;
+            }
             let at = self.now();
             self.hooks.event(RolloutEvent::Verified {
                 instance_id: id.clone(),
@@ -611,6 +637,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             self.verdicts.insert(id.clone(), verdict);
             self.set(&id, next);
         }
+        again
     }
 
     /// Waits `pause`, in short steps so that a stop request is not kept waiting.

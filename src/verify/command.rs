@@ -8,7 +8,7 @@ use super::probing::{ProbeConfig, ProbeSite, Prober};
 use super::verdict::{Path, Verdict};
 use crate::fleet::{Fleet, FleetError};
 use crate::inventory::{Cluster, Inventory, Platform};
-use crate::preflight::{self, scope_of, Finding, PreflightOptions};
+use crate::preflight::{self, scope_of, Finding, InstanceScope, PreflightOptions};
 
 /// What `verify` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,8 @@ pub struct VerifyRow {
 pub struct VerifyReport {
     pub cluster: Cluster,
     pub rows: Vec<VerifyRow>,
-    /// Container instances left out (ECS Anywhere, not ACTIVE or DRAINING), with why.
+    /// Container instances left out (ECS Anywhere, not ACTIVE or DRAINING: not in the
+    /// cluster's VPCs, or not running an agent for it), with why.
     pub out_of_scope: Vec<(String, String)>,
     /// The preflight's task-definition findings: what still needs a way out once the NAT
     /// gateway goes, whatever the agents do.
@@ -145,9 +146,14 @@ fn sort_instances(
     let (mut probed, mut unreachable, mut out_of_scope) = (Vec::new(), Vec::new(), Vec::new());
     for ci in &inventory.container_instances {
         let id = ci.ec2_instance_id.clone();
-        if let Some(reason) = scope_of(ci).reason() {
-            out_of_scope.push((id, reason));
-            continue;
+        // The probe only reads: an instance whose agent is updating is probed too (it
+        // is behind the same NAT), unlike in the cutover, which does not restart it.
+        match scope_of(ci) {
+            InstanceScope::InScope | InstanceScope::AgentUpdating(_) => {}
+            scope => {
+                out_of_scope.push((id, scope.reason().unwrap_or_default()));
+                continue;
+            }
         }
         match ssm_unreachable(inventory, &id) {
             Some(why) => unreachable.push((id, why)),
@@ -237,6 +243,19 @@ mod tests {
         assert_eq!(json["summary"]["public"], 1);
         assert_eq!(json["instances"][0]["path"], "private");
         assert_eq!(json["instances"][0]["peers"][0]["class"], "endpoint");
+    }
+
+    #[test]
+    fn an_instance_whose_agent_is_updating_is_probed_anyway() {
+        let mut inventory = crate::preflight::testkit::ready_inventory();
+        inventory.container_instances[0].agent_update_status = Some("UPDATING".into());
+        inventory.container_instances[1].status = "REGISTERING".into();
+        let (probed, unreachable, out_of_scope) = sort_instances(&inventory);
+        let probed: Vec<&str> = probed.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(probed, ["i-a", "i-c"]);
+        assert!(unreachable.is_empty());
+        assert_eq!(out_of_scope.len(), 1);
+        assert_eq!(out_of_scope[0].0, "i-b");
     }
 
     #[tokio::test(start_paused = true)]

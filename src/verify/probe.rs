@@ -40,12 +40,16 @@ fn account_word(account: Option<&str>) -> String {
     }
 }
 
-/// The shell commands for `AWS-RunShellScript`: two assignments, then the constant script.
+/// The shell commands for `AWS-RunShellScript`: two exported values, then the constant
+/// script handed to bash. SSM runs the commands with `sh` — dash on Debian and Ubuntu,
+/// bash in POSIX mode on Amazon Linux 2 — and the probe needs bash, so it is quoted whole
+/// (every `'` closed, escaped and reopened) into `bash -c`.
 pub fn linux_probe_commands(region: &str, account: Option<&str>) -> String {
     format!(
-        "PRIVLINK_REGION={}\nPRIVLINK_ACCOUNT={}\n{SCRIPT}",
+        "# {PROBE_TAG}: run under bash\nexport PRIVLINK_REGION={}\nexport PRIVLINK_ACCOUNT={}\nexec bash -c '{}'\n",
         region_word(region),
-        account_word(account)
+        account_word(account),
+        SCRIPT.replace('\'', "'\\''")
     )
 }
 
@@ -166,6 +170,10 @@ level=info time=2026-11-27T01:02:04Z msg="Connected to ACS endpoint"
                 let path = which(tool).unwrap_or_else(|| panic!("{tool} is needed"));
                 std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
             }
+            // SSM runs the commands with `sh`: dash where there is one (as on Debian),
+            // else bash (in POSIX mode, as on Amazon Linux 2).
+            let sh = which("dash").or_else(|| which("bash")).expect("a shell");
+            std::os::unix::fs::symlink(sh, bin.join("sh")).unwrap();
             FakeHost { dir }
         }
 
@@ -203,7 +211,7 @@ level=info time=2026-11-27T01:02:04Z msg="Connected to ACS endpoint"
 
         /// Runs the probe as SSM would; returns its exit code and its one output line.
         fn run(&self) -> (i32, String) {
-            let output = Command::new(self.dir.path().join("bin/bash"))
+            let output = Command::new(self.dir.path().join("bin/sh"))
                 .arg("-c")
                 .arg(linux_probe_commands(REGION, Some(ACCOUNT)))
                 .env_clear()
@@ -341,14 +349,14 @@ level=info time=2026-11-27T04:10:00Z msg="Establishing a Websocket connection" u
              ECS_CLUSTER=prod\n\
              HTTPS_PROXY=\"http://10.0.0.5:3128\"\n\
              #HTTP_PROXY=http://10.9.9.9:3128\n\
-             http_proxy='http://operator:s3cret@10.0.0.5:3128/'\n",
+             http_proxy='http://operator:s3/cret@10.0.0.5:3128/'\n",
         );
         host.state(
             "agent-env",
             "PATH=/usr/bin\nHTTPS_PROXY=http://10.0.0.5:3128\nNO_PROXY=169.254.169.254,169.254.170.2,/var/run/docker.sock\n",
         );
         let (_, stdout) = host.run();
-        assert!(!stdout.contains("s3cret"), "{stdout}");
+        assert!(!stdout.contains("cret"), "{stdout}");
         let record = ProbeRecord::parse(&stdout).unwrap();
         // The quoted HTTPS_PROXY in ecs.config is the one the agent has: reported once.
         assert_eq!(
@@ -515,13 +523,13 @@ ESTAB  0      0      10.0.1.23:45684     10.0.8.8:443      users:(("agent",pid=2
     #[test]
     fn linux_commands_carry_only_sanitised_values_before_the_constant_script() {
         let commands = linux_probe_commands("eu-west-1; rm -rf /", Some("12345678901x2"));
-        let assignments = "PRIVLINK_REGION=eu-west-1rm-rf\nPRIVLINK_ACCOUNT=123456789012\n";
-        assert!(commands.starts_with(assignments), "{commands}");
-        assert!(commands.ends_with(SCRIPT));
-        assert_eq!(commands.len(), assignments.len() + SCRIPT.len());
-        assert!(linux_probe_commands(REGION, None).starts_with(
-            "PRIVLINK_REGION=eu-west-1\nPRIVLINK_ACCOUNT=unknown\n# privlink-restart probe"
-        ));
+        let head = "# privlink-restart probe: run under bash\nexport PRIVLINK_REGION=eu-west-1rm-rf\nexport PRIVLINK_ACCOUNT=123456789012\nexec bash -c '";
+        assert!(commands.starts_with(head), "{commands}");
+        assert!(commands.ends_with("'\n"));
+        // The script, quoted: nothing outside the quotes but the closing one.
+        let quoted = &commands[head.len()..commands.len() - 2];
+        assert_eq!(quoted.replace("'\\''", "'"), SCRIPT);
+        assert!(linux_probe_commands(REGION, None).contains("export PRIVLINK_ACCOUNT=unknown\n"));
     }
 
     #[test]
@@ -601,5 +609,18 @@ ESTAB  0      0      10.0.1.23:45684     10.0.8.8:443      users:(("agent",pid=2
             "{}",
             verdict.reason
         );
+    }
+
+    /// Amazon Linux 2's `sh` is bash in POSIX mode, where process substitution and other
+    /// bash features are off: the probe must still print its record.
+    #[test]
+    fn the_probe_runs_under_bash_as_sh_too() {
+        let host = FakeHost::healthy();
+        let under_dash = host.record();
+        let sh = host.dir.path().join("bin/sh");
+        std::fs::remove_file(&sh).unwrap();
+        std::os::unix::fs::symlink(which("bash").unwrap(), &sh).unwrap();
+        assert_eq!(host.record(), under_dash);
+        assert!(under_dash.peers.seen().is_some(), "{under_dash:?}");
     }
 }

@@ -77,7 +77,7 @@ take_env() {
       HTTP_PROXY|HTTPS_PROXY)
         # Credentials in a proxy URL must not end up in SSM's command output; a comma
         # would split the list.
-        [[ "${value}" =~ ^([A-Za-z][A-Za-z0-9+.-]*://)?[^/]*@(.*)$ ]] && value="${BASH_REMATCH[1]}***@${BASH_REMATCH[2]}"
+        [[ "${value}" =~ ^([A-Za-z][A-Za-z0-9+.-]*://)?.*@([^@]*)$ ]] && value="${BASH_REMATCH[1]}***@${BASH_REMATCH[2]}"
         value="${value//,/%2C}" value="${value:0:200}"
         [[ ",${proxy}," == *",${key}:${value},"* ]] || proxy+="${proxy:+,}${key}:${value}" ;;
       NO_PROXY) no_proxy="${no_proxy:-${value:0:300}}" ;;

@@ -108,6 +108,10 @@ pub struct Verdict {
     /// Names that do not resolve to their endpoint's ENIs on the instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_problems: Vec<String>,
+    /// `unknown` only because the agent's websockets are not all up yet (no :443
+    /// connection, or only ones to endpoints): worth probing again shortly.
+    #[serde(skip)]
+    pub settling: bool,
 }
 
 impl Verdict {
@@ -122,6 +126,7 @@ impl Verdict {
             websocket: None,
             proxy: None,
             dns_problems: Vec::new(),
+            settling: false,
         }
     }
 
@@ -147,8 +152,9 @@ impl fmt::Display for Verdict {
 /// The network facts a verdict reads, taken once from the inventory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathMap {
-    /// Endpoint ENI address → (short service name, endpoint id).
-    endpoints: BTreeMap<Ipv4Addr, (String, String)>,
+    /// (VPC, endpoint ENI address) → (short service name, endpoint id). Keyed by VPC too:
+    /// VPCs may overlap, and another VPC's ENI is not this instance's endpoint.
+    endpoints: BTreeMap<(String, Ipv4Addr), (String, String)>,
     /// Each VPC's subnet blocks.
     vpc_blocks: BTreeMap<String, Vec<Cidr>>,
     s3_blocks: Vec<Cidr>,
@@ -157,6 +163,7 @@ pub struct PathMap {
     /// Instance id → (VPC, subnet).
     instances: BTreeMap<String, (String, String)>,
     region: String,
+    account: Option<String>,
     shared_endpoints: bool,
 }
 
@@ -177,6 +184,7 @@ impl PathMap {
         let region = inventory.cluster.region.clone();
         let mut map = PathMap {
             region: region.clone(),
+            account: inventory.cluster.account.clone(),
             shared_endpoints,
             s3_blocks: inventory.s3_prefix_list_cidrs.clone().unwrap_or_default(),
             ..PathMap::default()
@@ -202,8 +210,10 @@ impl PathMap {
                         .filter(|i| endpoint.network_interface_ids.contains(&i.id))
                     {
                         if let Some(address) = eni.private_ip {
-                            map.endpoints
-                                .insert(address, (service.to_string(), endpoint.id.clone()));
+                            map.endpoints.insert(
+                                (vpc.id.clone(), address),
+                                (service.to_string(), endpoint.id.clone()),
+                            );
                         }
                     }
                 }
@@ -240,8 +250,14 @@ impl PathMap {
         map
     }
 
+    /// The endpoint whose ENI in the instance's VPC has this address.
+    fn endpoint_at(&self, instance_id: &str, address: Ipv4Addr) -> Option<&(String, String)> {
+        let (vpc, _) = self.instances.get(instance_id)?;
+        self.endpoints.get(&(vpc.clone(), address))
+    }
+
     fn classify(&self, instance_id: &str, address: Ipv4Addr, record: &ProbeRecord) -> PeerClass {
-        if let Some((service, endpoint)) = self.endpoints.get(&address) {
+        if let Some((service, endpoint)) = self.endpoint_at(instance_id, address) {
             return PeerClass::Endpoint {
                 service: service.clone(),
                 endpoint: endpoint.clone(),
@@ -286,7 +302,7 @@ impl PathMap {
     }
 
     /// Names that do not resolve to the ENIs of their endpoint on the instance.
-    fn dns_problems(&self, record: &ProbeRecord) -> Vec<String> {
+    fn dns_problems(&self, instance_id: &str, record: &ProbeRecord) -> Vec<String> {
         let mut problems = Vec::new();
         for (service, name) in NAME_OF_SERVICE {
             let host = self.host_of(name);
@@ -297,7 +313,8 @@ impl PathMap {
                 Reading::Nothing => problems.push(format!("{host} does not resolve")),
                 Reading::Seen(list) => {
                     let on_endpoint = list.iter().all(|a| {
-                        self.endpoints.get(a).is_some_and(|(s, _)| s == service)
+                        self.endpoint_at(instance_id, *a)
+                            .is_some_and(|(s, _)| s == service)
                             || (self.shared_endpoints && is_private(*a))
                     });
                     if !on_endpoint {
@@ -321,7 +338,10 @@ impl PathMap {
         };
         match name {
             "ecr-api" => format!("api.ecr.{}.{suffix}", self.region),
-            "ecr-dkr" => format!("dkr.ecr.{}.{suffix}", self.region),
+            "ecr-dkr" => match &self.account {
+                Some(account) => format!("{account}.dkr.ecr.{}.{suffix}", self.region),
+                None => format!("dkr.ecr.{}.{suffix}", self.region),
+            },
             other => format!("{other}.{}.{suffix}", self.region),
         }
     }
@@ -360,7 +380,7 @@ impl PathMap {
                 .collect::<Vec<_>>()
                 .join(" ")
         });
-        let dns_problems = self.dns_problems(record);
+        let dns_problems = self.dns_problems(instance_id, record);
         let (path, reason) = judge(JudgeInput {
             record,
             peers: &peers,
@@ -369,6 +389,23 @@ impl PathMap {
             proxy: proxy.as_deref(),
             dns_problems: &dns_problems,
         });
+        // TCS connects on its own, a moment after ACS; an agent just back may not have
+        // both yet. Nothing seen elsewhere, no proxy: it is still settling.
+        let settling = path == Path::Unknown
+            && proxy.is_none()
+            && record.agent_pid.seen().is_some()
+            && match &record.peers {
+                Reading::Nothing => true,
+                Reading::Seen(_) => peers.iter().all(|p| {
+                    matches!(
+                        p.class,
+                        PeerClass::Endpoint { .. }
+                            | PeerClass::SharedEndpoint { .. }
+                            | PeerClass::S3Gateway
+                    )
+                }),
+                Reading::Unknown => false,
+            };
         Verdict {
             path,
             reason,
@@ -378,6 +415,7 @@ impl PathMap {
             websocket,
             proxy,
             dns_problems,
+            settling,
         }
     }
 }

@@ -137,3 +137,36 @@ fn records_that_cannot_be_read_stop_the_run_and_other_clusters_groups_are_left_a
     assert!(prior.unreadable[1].contains("broken-asg"));
     assert!(!prior.owed_groups.contains_key("staging-asg"));
 }
+
+#[test]
+fn a_reboot_cut_short_while_putting_back_resumes_as_verifying_not_done() {
+    let run = RunId::new(1_000, 1);
+    let mut journal = Journal::new(run.clone(), &key(), 50);
+    let proof = crate::rollout::state::RebootProof {
+        method: "reboot".into(),
+        rebooted_at: 60,
+        back_at: 150,
+        boot_id_before: Some("a".into()),
+        boot_id_after: Some("b".into()),
+        disconnect_seen: true,
+    };
+    journal.instances.insert(
+        "i-1".into(),
+        InstanceEntry {
+            container_instance_arn: "arn:ci/1".into(),
+            state: InstanceState::Restoring {
+                proof: proof.clone(),
+            },
+            at: 160,
+        },
+    );
+    let inventory = inventory_with(vec![container_instance("i-1")]);
+    let prior = gather(&inventory, Some(journal), None, &BTreeMap::new());
+    assert!(!prior.done.contains_key("i-1"), "its path was never probed");
+    assert_eq!(
+        prior.in_flight.get("i-1"),
+        Some(&InstanceState::Verifying {
+            proof: crate::rollout::state::Proof::Reboot(proof)
+        })
+    );
+}

@@ -181,6 +181,8 @@ fn rule(protocol: Protocol, ports: Option<(i32, i32)>) -> SecurityGroupRule {
 pub(super) enum SimPath {
     /// Restarted since the endpoints exist: ACS and TCS on their endpoints.
     Endpoints,
+    /// ACS on its endpoint, TCS not connected yet.
+    AcsOnly,
     /// Still on the numbered public hosts it cached.
     Public,
     /// Through the proxy at [`proxy_address`], to the numbered public hosts.
@@ -223,6 +225,14 @@ pub(super) fn probe_record(
                 endpoint_address(zone, "ecs"),
             ],
             format!("ecs-t.{region}.amazonaws.com"),
+            Reading::Nothing,
+        ),
+        SimPath::AcsOnly => (
+            vec![
+                endpoint_address(zone, "ecs-agent"),
+                endpoint_address(zone, "ecs"),
+            ],
+            format!("ecs-a.{region}.amazonaws.com"),
             Reading::Nothing,
         ),
         SimPath::Public => (
@@ -284,24 +294,40 @@ impl super::SimFleet {
         if instance.has(Fault::ProxyInPath) {
             return SimPath::Proxy;
         }
-        let restarted = !instance.has(Fault::RestartIneffective)
-            && state
-                .commands
-                .values()
-                .filter_map(|timelines| timelines.get(&instance.id))
-                .any(|t| {
-                    matches!(&t.ends, Some((end, InvocationStatus::Success, _)) if now >= t.sent + *end)
-                });
+        // When the agent last came back from a restart or a reboot.
+        let restarted = state
+            .commands
+            .values()
+            .filter_map(|timelines| timelines.get(&instance.id))
+            .filter_map(|t| match &t.ends {
+                Some((end, InvocationStatus::Success, _)) if now >= t.sent + *end => {
+                    Some(t.sent + *end)
+                }
+                _ => None,
+            })
+            .filter(|_| !instance.has(Fault::RestartIneffective));
         let rebooted = state
             .world
             .agent_away(&instance.id)
-            .iter()
-            .any(|(_, back)| back.is_some_and(|back| now >= back));
-        if instance.starts_private || (!instance.has(Fault::StaysPublic) && (restarted || rebooted))
-        {
-            SimPath::Endpoints
-        } else {
-            SimPath::Public
+            .into_iter()
+            .filter_map(|(_, back)| back.filter(|back| now >= *back));
+        let moved_at = restarted.chain(rebooted).max();
+        if instance.starts_private {
+            return SimPath::Endpoints;
+        }
+        match moved_at {
+            Some(_) if instance.has(Fault::StaysPublic) => SimPath::Public,
+            Some(at) => {
+                let late = instance.faults.iter().find_map(|f| match f {
+                    Fault::TelemetryLate(by) => Some(*by),
+                    _ => None,
+                });
+                match late {
+                    Some(by) if now < at + by => SimPath::AcsOnly,
+                    _ => SimPath::Endpoints,
+                }
+            }
+            None => SimPath::Public,
         }
     }
 

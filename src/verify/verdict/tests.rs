@@ -232,6 +232,31 @@ fn unreadable_endpoint_facts_never_make_a_peer_private() {
 }
 
 #[test]
+fn another_vpcs_endpoint_at_the_same_address_is_not_this_instances() {
+    // A second VPC with the same blocks hosts i-a; the ENIs at 10.0.1.100/.101 belong to
+    // the first VPC's endpoints, which i-a's traffic never reaches.
+    let mut inventory = ready_inventory();
+    let mut other = inventory.vpcs[0].clone();
+    other.id = "vpc-2".into();
+    other.endpoints = Ok(Vec::new());
+    other.endpoint_interfaces = Ok(Vec::new());
+    inventory.vpcs.push(other);
+    ec2_mut(&mut inventory, "i-a").vpc_id = "vpc-2".into();
+    let verdict = judge_on(
+        &PathMap::from_inventory(&inventory, false),
+        &line(
+            "2345",
+            "none",
+            &format!("{ACS_ENI},{TCS_ENI}"),
+            "ecs-t.eu-west-1.amazonaws.com",
+        ),
+    );
+    assert_eq!(verdict.path, Path::Unknown, "{verdict:#?}");
+    assert_eq!(verdict.acs, None);
+    assert!(verdict.peers.iter().all(|p| p.class == PeerClass::InVpc));
+}
+
+#[test]
 fn public_dns_is_named_as_the_reason() {
     let record = line(
         "2345",

@@ -230,3 +230,36 @@ async fn a_restart_proven_by_an_earlier_run_is_probed_not_sent_again() {
     ));
     assert_eq!(outcome.count("done"), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_whose_telemetry_connects_late_is_probed_again_not_failed() {
+    let mut instances = zones(3);
+    instances[0] = instances[0]
+        .clone()
+        .with_fault(Fault::TelemetryLate(Duration::from_secs(12)));
+    // Beyond --agent-timeout the late TCS fails it, with the reason.
+    instances[1] = instances[1]
+        .clone()
+        .with_fault(Fault::TelemetryLate(Duration::from_secs(3600)));
+    let mut config = config(MaxUnavailable::Count(1), 1);
+    config.max_failures = 1;
+    let (outcome, events, _) = rollout(instances, config).await;
+    assert!(
+        matches!(outcome.states["i-0000"], InstanceState::Done { .. }),
+        "{:?}",
+        outcome.states["i-0000"]
+    );
+    assert_eq!(outcome.verdicts["i-0000"].path, Path::Private);
+    // Judged once, after it settled: the probes in between were not verdicts.
+    assert_eq!(
+        verified(&events)
+            .iter()
+            .filter(|(id, _)| id == "i-0000")
+            .count(),
+        1
+    );
+    let InstanceState::Failed { reason } = &outcome.states["i-0001"] else {
+        panic!("{:?}", outcome.states["i-0001"]);
+    };
+    assert!(reason.contains("TCS not connected"), "{reason}");
+}
