@@ -91,6 +91,14 @@ impl Platform {
             _ => Platform::Linux,
         }
     }
+
+    /// The SSM document that runs a script here.
+    pub fn ssm_document(self) -> &'static str {
+        match self {
+            Platform::Linux => "AWS-RunShellScript",
+            Platform::Windows => "AWS-RunPowerShellScript",
+        }
+    }
 }
 
 /// A resource a describe call answered with a failure instead of its facts.

@@ -21,11 +21,11 @@ use crate::journal::{Journal, JournalError, JournalKey, JournalStore, RunStatus}
 use crate::lease::{self, LeaseError, LeaseStatus, LeaseTerms, Owner};
 use crate::preflight::{self, PreflightOptions, Severity};
 use crate::report::{self, Colour, OutputFormat, ProgressView, SummaryRow, Timings};
-use crate::rollout::plan::{plan, RolloutPlan, Selection, STRATEGY_REBOOT};
+use crate::rollout::plan::{plan, RolloutPlan, Selection};
 use crate::rollout::run::{roll, RolloutConfig, RolloutInput};
 use crate::rollout::state::InstanceState;
 use crate::rollout::waves::{plan_waves, Candidate};
-use crate::verify::{Path, ProbeConfig, ProbeSite, Prober, Verdict, VerifyMode};
+use crate::verify::{Path, ProbeSite, Prober, Verdict, VerifyMode};
 use hooks::{Keeping, RunHooks};
 use prior::{Prior, RunRecord, RUN_RECORD_SCHEMA};
 
@@ -541,8 +541,8 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         let requests = fleet.request_counts();
         let overridden = if cutover.force { overrides.clone() } else { Vec::new() };
         // Earlier sessions' verdicts (the journal), those before the plan, this run's.
+        // `already` went into the journal before the rollout.
         let mut verdicts = journal.verdicts.clone();
-        verdicts.extend(already.clone());
         verdicts.extend(outcome.verdicts.clone());
         if human {
             console.out(&report::render_summary_human(
@@ -615,22 +615,19 @@ async fn already_private<F: Fleet>(
     let prober = Prober {
         fleet,
         site,
-        config: ProbeConfig {
-            delivery_timeout: cutover.rollout.delivery_timeout,
-            poll_interval: cutover.rollout.poll_interval,
-        },
+        config: cutover.rollout.probe_config(),
     };
     let mut verdicts = prober.verdicts(&candidates).await?;
     verdicts.retain(|_, v| v.path == Path::Private);
     Ok(verdicts)
 }
 
-/// Whether a target has not been decided yet: pending, or waiting for a reboot only
-/// because of `--strategy reboot` (an agent already on the endpoints needs neither).
+/// Whether a target still has work ahead that an agent already on the endpoints does
+/// not need: a restart (pending), or a reboot (`--strategy reboot`, or an earlier
+/// session's restart that did not work).
 fn probe_first(plan: &RolloutPlan, id: &str) -> bool {
     match plan.preset.iter().find(|(p, _)| p == id) {
-        None => true,
-        Some((_, InstanceState::NeedsReboot { reason })) => reason == STRATEGY_REBOOT,
+        None | Some((_, InstanceState::NeedsReboot { .. })) => true,
         Some(_) => false,
     }
 }

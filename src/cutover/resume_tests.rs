@@ -516,6 +516,20 @@ async fn status_shows_a_stopped_run_with_its_instances_and_exits_1_until_finishe
         states.iter().filter(|s| **s == "pending").count(),
         INSTANCES - 1
     );
+    // The canary's path verdict, from the journal, with its evidence.
+    let canary = doc["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["state"] == "done")
+        .unwrap();
+    assert_eq!(canary["verdict"]["path"], "private", "{canary}");
+    assert!(canary["verdict"]["acs"].is_string(), "{canary}");
+    let mut console = Recorder::default();
+    status::status(&sim, "sim", Some(&store), OutputFormat::Human, &mut console)
+        .await
+        .unwrap();
+    assert!(console.out.contains("· path private"), "{}", console.out);
 
     // From another machine (no journal) the run and its done instance still show.
     let mut console = Recorder::default();

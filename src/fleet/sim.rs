@@ -97,6 +97,10 @@ pub enum Fault {
     ProxyInPath,
     /// The path probe finds none of its tools on the host.
     ProbeBlind,
+    /// The path probe prints 3,000 characters of noise before its record.
+    NoisyProbe,
+    /// The path probe's invocation stays in progress and never ends.
+    ProbeHangs,
     /// After a restart or reboot the agent's TCS websocket connects this much later than
     /// its ACS one.
     TelemetryLate(Duration),
@@ -694,6 +698,23 @@ impl SimFleet {
         (connected, version)
     }
 
+    /// The instances a command accepted by [`Self::accept_command`] runs on; each must be
+    /// of the command's platform (the wrong document is a bug in the tool).
+    fn commanded<'s>(
+        state: &'s State,
+        instance_ids: &'s [String],
+        platform: Platform,
+    ) -> impl Iterator<Item = &'s SimInstance> + 's {
+        instance_ids.iter().filter_map(move |id| {
+            let instance = state.instances.iter().find(|i| &i.id == id)?;
+            assert_eq!(
+                instance.platform, platform,
+                "{id} sent the wrong platform's document"
+            );
+            Some(instance)
+        })
+    }
+
     /// What SSM's `SendCommand` checks: at most 50 instance ids, and the whole call
     /// refused when one instance cannot take commands (unmanaged, terminated). The new
     /// command's id.
@@ -885,18 +906,10 @@ impl Fleet for SimFleet {
         let mut state = self.lock();
         self.call(&mut state, "ssm:SendCommand")?;
         let id = self.accept_command(&mut state, &request.instance_ids, now)?;
-        let timelines: BTreeMap<String, Timeline> = request
-            .instance_ids
-            .iter()
-            .filter_map(|instance_id| {
-                let instance = state.instances.iter().find(|i| &i.id == instance_id)?;
-                assert_eq!(
-                    instance.platform, request.platform,
-                    "{instance_id} sent the wrong platform's script"
-                );
-                Some((instance_id.clone(), self.timeline(instance, request, now)))
-            })
-            .collect();
+        let timelines: BTreeMap<String, Timeline> =
+            Self::commanded(&state, &request.instance_ids, request.platform)
+                .map(|instance| (instance.id.clone(), self.timeline(instance, request, now)))
+                .collect();
         state.commands.insert(id.clone(), timelines);
         if let Some(limit) = self.max_unavailable {
             let away = Self::away_now(&state, now);

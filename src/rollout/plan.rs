@@ -73,7 +73,7 @@ pub fn plan(
                         reason: why.clone(),
                     }),
                     (None, Strategy::Reboot) => Some(InstanceState::NeedsReboot {
-                        reason: STRATEGY_REBOOT.into(),
+                        reason: "--strategy reboot".into(),
                     }),
                     (None, _) => None,
                 };
@@ -141,9 +141,6 @@ impl RolloutPlan {
         overrides
     }
 }
-
-/// Why an instance SSM reaches waits for a reboot under `--strategy reboot`.
-pub const STRATEGY_REBOOT: &str = "--strategy reboot";
 
 /// How an instance that is not a target starts.
 enum Preset {

@@ -112,6 +112,16 @@ impl Default for FallbackConfig {
     }
 }
 
+impl RolloutConfig {
+    /// Probes go out and are polled like restarts.
+    pub fn probe_config(&self) -> ProbeConfig {
+        ProbeConfig {
+            delivery_timeout: self.delivery_timeout,
+            poll_interval: self.poll_interval,
+        }
+    }
+}
+
 impl Default for RolloutConfig {
     fn default() -> Self {
         RolloutConfig {
@@ -531,18 +541,19 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
 
     /// How an instance's path decides (`--verify`, else by SSM's reach).
     fn verify_mode(&self, id: &str) -> VerifyMode {
-        let reachable = self.targets.get(id).is_some_and(|t| t.no_ssm.is_none());
-        VerifyMode::for_instance(self.config.verify, reachable)
+        VerifyMode::for_instance(self.config.verify, self.ssm_reachable(id))
     }
 
-    /// A restart or reboot proven: done, or first verifying where its path is probed
-    /// (always under `private`; under `connected` where SSM reaches it, as evidence).
+    fn ssm_reachable(&self, id: &str) -> bool {
+        self.targets.get(id).is_some_and(|t| t.no_ssm.is_none())
+    }
+
+    /// A restart or reboot proven: done, or first verifying where its path is probed.
     fn proven(&self, id: &str, proof: Proof) -> InstanceState {
-        let reachable = self.targets.get(id).is_some_and(|t| t.no_ssm.is_none());
-        match self.verify_mode(id) {
-            VerifyMode::Private => InstanceState::Verifying { proof },
-            VerifyMode::Connected if reachable => InstanceState::Verifying { proof },
-            _ => InstanceState::Done { evidence: proof },
+        if self.verify_mode(id).probes(self.ssm_reachable(id)) {
+            InstanceState::Verifying { proof }
+        } else {
+            InstanceState::Done { evidence: proof }
         }
     }
 
@@ -550,10 +561,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         Prober {
             fleet: self.fleet,
             site: &self.site,
-            config: ProbeConfig {
-                delivery_timeout: self.config.delivery_timeout,
-                poll_interval: self.config.poll_interval,
-            },
+            config: self.config.probe_config(),
         }
     }
 

@@ -259,6 +259,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_probe_that_never_answers_is_cancelled_and_unknown_a_cut_record_read_whole() {
+        let fleet = sim(vec![
+            SimInstance::healthy("i-1", "eu-west-1a")
+                .already_private()
+                .with_fault(Fault::ProbeHangs),
+            SimInstance::healthy("i-2", "eu-west-1b")
+                .already_private()
+                .with_fault(Fault::NoisyProbe),
+        ]);
+        let report = verify(&fleet, &plan()).await.unwrap();
+        let hung = &report.rows[0].verdict;
+        assert_eq!(hung.path, Path::Unknown);
+        assert_eq!(hung.reason, "the probe did not answer within 120s");
+        assert_eq!(report.requests["ssm:CancelCommand"], 1);
+        // The listing cut the noisy record off: read whole, once.
+        assert_eq!(report.rows[1].verdict.path, Path::Private);
+        assert_eq!(report.requests["ssm:GetCommandInvocation"], 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn all_private_says_so_and_only_then() {
         let fleet = sim(vec![
             SimInstance::healthy("i-1", "eu-west-1a").already_private(),

@@ -43,8 +43,14 @@ impl VerifyMode {
         })
     }
 
-    /// Whether the path probe runs at all.
-    pub fn probes(self) -> bool {
-        self != VerifyMode::None
+    /// Whether the path probe runs on an instance: always under `private` (where SSM
+    /// cannot reach it, that fails closed), under `connected` only where SSM reaches it
+    /// (as evidence), never under `none`.
+    pub fn probes(self, ssm_reachable: bool) -> bool {
+        match self {
+            VerifyMode::Private => true,
+            VerifyMode::Connected => ssm_reachable,
+            VerifyMode::None => false,
+        }
     }
 }

@@ -67,10 +67,6 @@ impl Outstanding {
     pub fn is_empty(&self) -> bool {
         self.sent.is_empty()
     }
-
-    pub fn contains(&self, instance_id: &str) -> bool {
-        self.sent.contains_key(instance_id)
-    }
 }
 
 /// Sends probes to one cluster's instances and judges what they print.

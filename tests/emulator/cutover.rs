@@ -56,7 +56,8 @@ pub(crate) fn commands_per_instance(
     per_instance
 }
 
-fn cutover(emulator: &Emulator, extra: &[&str]) -> std::process::Output {
+/// The cutover with `--yes`, polling every second, no width limit, plus `extra`.
+pub(crate) fn cutover(emulator: &Emulator, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "--cluster",
         CLUSTER,

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::cutover::{commands_per_instance, script_results};
+use crate::cutover::{commands_per_instance, cutover, script_results};
 use crate::harness::Emulator;
 use crate::scenario::{build, AgentPath, Break, Scenario, CLUSTER};
 
@@ -179,21 +179,7 @@ async fn the_cutover_skips_agents_already_on_the_endpoints() {
         })
         .collect();
     emulator.control("/_privlink/ssm/probe-results", &results.into());
-    let output = emulator
-        .binary()
-        .args([
-            "--cluster",
-            CLUSTER,
-            "--yes",
-            "--poll-interval",
-            "1s",
-            "--max-unavailable",
-            "100%",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
+    let output = cutover(&emulator, &["--output", "json"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -227,11 +213,7 @@ async fn a_canary_still_public_after_its_restart_halts_the_rollout() {
     script_results(&emulator, &scenario, None);
     // The agents stay on the public hosts whatever is done (their backend pinned).
     scenario.serve_probes(&emulator, AgentPath::Public, AgentPath::Public);
-    let output = emulator
-        .binary()
-        .args(["--cluster", CLUSTER, "--yes", "--poll-interval", "1s"])
-        .output()
-        .unwrap();
+    let output = cutover(&emulator, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(

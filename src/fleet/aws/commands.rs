@@ -18,20 +18,14 @@ pub(super) async fn send_restart(
     fleet: &AwsFleet,
     request: &RestartRequest,
 ) -> Result<CommandId, FleetError> {
-    let (document, commands) = match request.platform {
-        Platform::Linux => (
-            "AWS-RunShellScript",
-            linux_restart_commands(request.method, request.script_wait),
-        ),
-        Platform::Windows => (
-            "AWS-RunPowerShellScript",
-            windows_restart_commands(request.script_wait),
-        ),
+    let commands = match request.platform {
+        Platform::Linux => linux_restart_commands(request.method, request.script_wait),
+        Platform::Windows => windows_restart_commands(request.script_wait),
     };
     send(
         fleet,
         Script {
-            document,
+            document: request.platform.ssm_document(),
             commands,
             ids: &request.instance_ids,
             delivery: request.delivery_timeout,
@@ -47,20 +41,14 @@ pub(super) async fn send_probe(
     request: &ProbeRequest,
 ) -> Result<CommandId, FleetError> {
     let account = request.account.as_deref();
-    let (document, commands) = match request.platform {
-        Platform::Linux => (
-            "AWS-RunShellScript",
-            linux_probe_commands(&request.region, account),
-        ),
-        Platform::Windows => (
-            "AWS-RunPowerShellScript",
-            windows_probe_commands(&request.region, account),
-        ),
+    let commands = match request.platform {
+        Platform::Linux => linux_probe_commands(&request.region, account),
+        Platform::Windows => windows_probe_commands(&request.region, account),
     };
     send(
         fleet,
         Script {
-            document,
+            document: request.platform.ssm_document(),
             commands,
             ids: &request.instance_ids,
             delivery: request.delivery_timeout,

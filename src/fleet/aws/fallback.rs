@@ -547,13 +547,13 @@ pub(super) async fn boot_ids(
     instance_ids: &[String],
     platform: Platform,
 ) -> Result<BTreeMap<String, String>, FleetError> {
-    let (document, command) = match platform {
-        Platform::Linux => ("AWS-RunShellScript", "cat /proc/sys/kernel/random/boot_id"),
+    let document = platform.ssm_document();
+    let command = match platform {
+        Platform::Linux => "cat /proc/sys/kernel/random/boot_id",
         // Windows has no boot id: the last boot time serves the same purpose.
-        Platform::Windows => (
-            "AWS-RunPowerShellScript",
-            "(Get-CimInstance Win32_OperatingSystem).LastBootUpTime.ToFileTimeUtc()",
-        ),
+        Platform::Windows => {
+            "(Get-CimInstance Win32_OperatingSystem).LastBootUpTime.ToFileTimeUtc()"
+        }
     };
     let scope = format!("{} instances", instance_ids.len());
     let sent = fleet

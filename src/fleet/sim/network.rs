@@ -345,7 +345,7 @@ impl super::SimFleet {
     /// `SendCommand` of the probe: like SSM, refused whole when one instance cannot take
     /// commands; each record is ready after the delivery latency and a moment of work.
     pub(super) fn start_probe(&self, request: &ProbeRequest) -> Result<CommandId, FleetError> {
-        use super::Timeline;
+        use super::{Fault, Timeline};
         let now = self.now();
         let mut state = self.lock();
         self.call(&mut state, "ssm:SendCommand")?;
@@ -356,33 +356,38 @@ impl super::SimFleet {
         let id = self.accept_command(&mut state, &request.instance_ids, now)?;
         let zones = Self::zones(&state);
         let connected_at = crate::clock::rfc3339(self.wall(now));
-        let timelines: BTreeMap<String, Timeline> = request
-            .instance_ids
-            .iter()
-            .filter_map(|instance_id| {
-                let instance = state.instances.iter().find(|i| &i.id == instance_id)?;
-                assert_eq!(
-                    instance.platform, request.platform,
-                    "{instance_id} sent the wrong platform's probe"
-                );
-                let path = self.path_at(&state, instance, now);
-                let record = probe_record(
-                    &self.region,
-                    Self::zone_of(&zones, instance),
-                    path,
-                    &connected_at,
-                );
-                // Delivered like any command, then about as long as ECS takes to report.
-                let took = (self.latencies.delivery + self.latencies.report).mul_f64(instance.pace);
-                let timeline = Timeline {
-                    sent: now,
-                    ends: Some((took, InvocationStatus::Success, format!("{record}\n"))),
-                    away: None,
-                    cancelled: false,
-                };
-                Some((instance_id.clone(), timeline))
-            })
-            .collect();
+        let timelines: BTreeMap<String, Timeline> =
+            Self::commanded(&state, &request.instance_ids, request.platform)
+                .map(|instance| {
+                    let path = self.path_at(&state, instance, now);
+                    let record = probe_record(
+                        &self.region,
+                        Self::zone_of(&zones, instance),
+                        path,
+                        &connected_at,
+                    );
+                    // Delivered like any command, then about as long as ECS takes to report.
+                    let took =
+                        (self.latencies.delivery + self.latencies.report).mul_f64(instance.pace);
+                    let noise = if instance.has(Fault::NoisyProbe) {
+                        "noise ".repeat(500) + "\n"
+                    } else {
+                        String::new()
+                    };
+                    let output = format!("{noise}{record}\n");
+                    let timeline = Timeline {
+                        sent: now,
+                        ends: (!instance.has(Fault::ProbeHangs)).then_some((
+                            took,
+                            InvocationStatus::Success,
+                            output,
+                        )),
+                        away: None,
+                        cancelled: false,
+                    };
+                    (instance.id.clone(), timeline)
+                })
+                .collect();
         state.probes.insert(id.clone(), timelines);
         Ok(id)
     }
