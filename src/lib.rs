@@ -20,3 +20,4 @@ pub mod preflight;
 pub mod report;
 pub mod rollout;
 pub mod verify;
+pub mod window;

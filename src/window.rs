@@ -1,0 +1,241 @@
+//! Maintenance windows (`--window "Sat,Sun 02:00-05:00 Europe/Berlin"`) and deadlines
+//! (`--deadline 2026-12-01T06:00Z` or `--deadline 90m`), as plain data with the time
+//! passed in: the rollout asks whether a step that takes this long still fits.
+//!
+//! Time zones come from the IANA database bundled with `jiff`, so a window means the same
+//! on every machine. A range that crosses midnight belongs to the day it starts
+//! ("Mon-Fri 22:00-06:00" opens Friday night and closes Saturday morning). Local times
+//! that a daylight-saving change skips or repeats are resolved as `jiff` does for
+//! "compatible" disambiguation: a skipped time moves forward by the gap, a repeated one
+//! takes its first occurrence.
+
+use std::fmt;
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+/// Days of the week, Monday first.
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const FULL_DAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// One window spec: the days it opens on, from and to a local time, in a time zone.
+#[derive(Debug, Clone)]
+pub struct Window {
+    spec: String,
+    /// Monday first.
+    days: [bool; 7],
+    start: Time,
+    /// `None`: midnight at the end of the day (`24:00`).
+    end: Option<Time>,
+    tz: TimeZone,
+}
+
+/// A spec that does not parse, and the part of it that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid window \"{spec}\": {part:?} {why}; expected e.g. \"Sat,Sun 02:00-05:00 Europe/Berlin\"")]
+pub struct WindowError {
+    pub spec: String,
+    pub part: String,
+    pub why: String,
+}
+
+impl Window {
+    pub fn parse(spec: &str) -> Result<Window, WindowError> {
+        let fail = |part: &str, why: &str| WindowError {
+            spec: spec.to_string(),
+            part: part.to_string(),
+            why: why.to_string(),
+        };
+        let parts: Vec<&str> = spec.split_whitespace().collect();
+        let [days, range, zone] = parts[..] else {
+            return Err(fail(
+                spec,
+                "needs three parts: days, a time range and a time zone",
+            ));
+        };
+        let days = parse_days(days).map_err(|(part, why)| fail(&part, why))?;
+        let (start, end) = range
+            .split_once('-')
+            .ok_or_else(|| fail(range, "is not a time range (HH:MM-HH:MM)"))?;
+        let start = parse_time(start).ok_or_else(|| fail(start, "is not a time (HH:MM)"))?;
+        let end = match end {
+            "24:00" => None,
+            _ => Some(parse_time(end).ok_or_else(|| fail(end, "is not a time (HH:MM)"))?),
+        };
+        if Some(start) == end {
+            return Err(fail(range, "opens and closes at the same time"));
+        }
+        let tz = TimeZone::get(zone)
+            .map_err(|_| fail(zone, "is not an IANA time zone (e.g. UTC, Europe/Berlin)"))?;
+        Ok(Window {
+            spec: spec.to_string(),
+            days,
+            start,
+            end,
+            tz,
+        })
+    }
+
+    /// The occurrence that starts on local `date`, if the window opens that day:
+    /// (opens, closes).
+    fn occurrence(&self, date: Date) -> Option<(Timestamp, Timestamp)> {
+        let weekday = usize::try_from(date.weekday().to_monday_zero_offset()).ok()?;
+        if !self.days[weekday] {
+            return None;
+        }
+        let opens = self.tz.to_timestamp(date.to_datetime(self.start)).ok()?;
+        let closes = match self.end {
+            Some(end) if end > self.start => self.tz.to_timestamp(date.to_datetime(end)),
+            Some(end) => self.tz.to_timestamp(date.tomorrow().ok()?.to_datetime(end)),
+            None => self
+                .tz
+                .to_timestamp(date.tomorrow().ok()?.to_datetime(Time::midnight())),
+        }
+        .ok()?;
+        (opens < closes).then_some((opens, closes))
+    }
+
+    /// The occurrences that could matter around `at`: from the day before its local date
+    /// (a range crossing midnight) to a week after.
+    fn occurrences_near(&self, at: Timestamp) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
+        let today = self.tz.to_datetime(at).date();
+        (-1..=8).filter_map(move |offset: i64| {
+            let date = today.checked_add(jiff::Span::new().days(offset)).ok()?;
+            self.occurrence(date)
+        })
+    }
+
+    /// Whether the window is open at `at`.
+    pub fn contains(&self, at: Timestamp) -> bool {
+        self.closes_at(at).is_some()
+    }
+
+    /// When the occurrence open at `at` closes; `None` when the window is closed then.
+    pub fn closes_at(&self, at: Timestamp) -> Option<Timestamp> {
+        self.occurrences_near(at)
+            .filter(|(opens, closes)| *opens <= at && at < *closes)
+            .map(|(_, closes)| closes)
+            .max()
+    }
+
+    /// When the window next opens at or after `at` (`at` itself when it is open).
+    pub fn next_open(&self, at: Timestamp) -> Option<Timestamp> {
+        if self.contains(at) {
+            return Some(at);
+        }
+        self.occurrences_near(at)
+            .map(|(opens, _)| opens)
+            .filter(|opens| *opens >= at)
+            .min()
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spec)
+    }
+}
+
+/// Every `--window` given: open when any of them is.
+#[derive(Debug, Clone, Default)]
+pub struct Schedule {
+    pub windows: Vec<Window>,
+}
+
+impl Schedule {
+    /// No window: always open.
+    pub fn is_always(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    pub fn contains(&self, at: Timestamp) -> bool {
+        self.is_always() || self.windows.iter().any(|w| w.contains(at))
+    }
+
+    /// When the schedule closes if open at `at`: windows that overlap or touch are one
+    /// stretch. `None` when closed, or always open.
+    pub fn closes_at(&self, at: Timestamp) -> Option<Timestamp> {
+        let mut close = self.windows.iter().filter_map(|w| w.closes_at(at)).max()?;
+        // A window open at the moment another closes carries on.
+        while let Some(later) = self
+            .windows
+            .iter()
+            .filter_map(|w| w.closes_at(close))
+            .max()
+            .filter(|later| *later > close)
+        {
+            close = later;
+        }
+        Some(close)
+    }
+
+    /// When the schedule next opens at or after `at` (`at` when open now).
+    pub fn next_open(&self, at: Timestamp) -> Option<Timestamp> {
+        if self.is_always() {
+            return Some(at);
+        }
+        self.windows.iter().filter_map(|w| w.next_open(at)).min()
+    }
+}
+
+fn parse_time(raw: &str) -> Option<Time> {
+    let (h, m) = raw.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
+    Time::new(h, m, 0, 0).ok()
+}
+
+fn day_index(raw: &str) -> Option<usize> {
+    let lower = raw.to_ascii_lowercase();
+    DAYS.iter()
+        .position(|d| *d == lower)
+        .or_else(|| FULL_DAYS.iter().position(|d| *d == lower))
+}
+
+/// `Mon-Fri`, `Sat,Sun`, `Fri-Mon` (wrapping), `Mon,Wed-Fri`.
+fn parse_days(raw: &str) -> Result<[bool; 7], (String, &'static str)> {
+    let mut days = [false; 7];
+    for item in raw.split(',') {
+        let (from, to) = item.split_once('-').unwrap_or((item, item));
+        let from = day_index(from).ok_or((from.to_string(), "is not a day (Mon…Sun)"))?;
+        let to = day_index(to).ok_or((to.to_string(), "is not a day (Mon…Sun)"))?;
+        let mut day = from;
+        loop {
+            days[day] = true;
+            if day == to {
+                break;
+            }
+            day = (day + 1) % 7;
+        }
+    }
+    Ok(days)
+}
+
+/// `--deadline`: a time (`2026-12-01T06:00Z`, `2026-12-01T07:00:00+01:00`) or a duration
+/// from `now` (`90m`, `2h`).
+pub fn parse_deadline(raw: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Ok(at) = raw.parse::<Timestamp>() {
+        return Ok(at);
+    }
+    let duration = crate::plan::parse_duration(raw).map_err(|_| {
+        format!(
+            "{raw:?} is neither a time with an offset (2026-12-01T06:00Z) nor a duration (90m, 2h)"
+        )
+    })?;
+    let span = jiff::SignedDuration::try_from(duration).map_err(|e| e.to_string())?;
+    now.checked_add(span).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests;
