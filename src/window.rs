@@ -239,3 +239,65 @@ pub fn parse_deadline(raw: &str, now: Timestamp) -> Result<Timestamp, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a step expected to take `expected` may start at `now`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// It fits before the schedule closes and before the deadline.
+    Go,
+    /// Outside every window: the schedule next opens at this time.
+    WaitUntil(Timestamp),
+    /// It would not finish in time; why, and when the next window opens (if any) for
+    /// the command that resumes.
+    Stop {
+        why: String,
+        resumes_at: Option<Timestamp>,
+    },
+}
+
+/// The start decision for a step: inside a window only, and only if its expected
+/// duration ends before the window closes and before the deadline.
+pub fn may_start(
+    schedule: &Schedule,
+    deadline: Option<Timestamp>,
+    now: Timestamp,
+    expected: std::time::Duration,
+) -> Start {
+    let expected = jiff::SignedDuration::try_from(expected).unwrap_or(jiff::SignedDuration::MAX);
+    let ends = now.checked_add(expected).unwrap_or(Timestamp::MAX);
+    if let Some(deadline) = deadline {
+        if ends > deadline {
+            return Start::Stop {
+                why: format!(
+                    "the next step takes about {}s and would end after the deadline {deadline}",
+                    expected.as_secs()
+                ),
+                resumes_at: None,
+            };
+        }
+    }
+    if !schedule.contains(now) {
+        return match schedule.next_open(now) {
+            Some(opens) => Start::WaitUntil(opens),
+            None => Start::Stop {
+                why: "no window opens within a week".into(),
+                resumes_at: None,
+            },
+        };
+    }
+    match schedule.closes_at(now) {
+        Some(closes) if ends > closes => {
+            let after = closes
+                .checked_add(jiff::SignedDuration::from_secs(1))
+                .unwrap_or(closes);
+            Start::Stop {
+                why: format!(
+                    "the next step takes about {}s and would end after the window closes at {closes}",
+                    expected.as_secs()
+                ),
+                resumes_at: schedule.next_open(after),
+            }
+        }
+        _ => Start::Go,
+    }
+}

@@ -5,6 +5,7 @@
 //! through these, builds on it.
 
 pub mod capacity;
+pub mod estimate;
 pub mod hold;
 pub mod plan;
 pub mod reboot;

@@ -180,3 +180,48 @@ fn deadlines_are_times_or_durations_from_now() {
     let error = parse_deadline("tomorrow", now).unwrap_err();
     assert!(error.contains("\"tomorrow\""), "{error}");
 }
+
+#[test]
+fn a_step_starts_only_if_it_ends_inside_the_window_and_before_the_deadline() {
+    use std::time::Duration;
+    let schedule = Schedule {
+        windows: vec![window("Sat,Sun 02:00-05:00 UTC")],
+    };
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    // Inside, with room.
+    assert_eq!(
+        may_start(&schedule, None, at("2026-11-28T02:00:00Z"), minutes(20)),
+        Start::Go
+    );
+    // Inside, but a 20-minute reboot would end after 05:00: stop, resume Sunday 02:00.
+    match may_start(&schedule, None, at("2026-11-28T04:45:00Z"), minutes(20)) {
+        Start::Stop { why, resumes_at } => {
+            assert!(why.contains("window closes"), "{why}");
+            assert_eq!(resumes_at, Some(at("2026-11-29T02:00:00Z")));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Outside: wait for the next opening.
+    assert_eq!(
+        may_start(&schedule, None, at("2026-11-27T12:00:00Z"), minutes(1)),
+        Start::WaitUntil(at("2026-11-28T02:00:00Z"))
+    );
+    // The deadline comes first, window or not.
+    let deadline = Some(at("2026-11-28T02:10:00Z"));
+    assert!(matches!(
+        may_start(&schedule, deadline, at("2026-11-28T02:00:00Z"), minutes(20)),
+        Start::Stop {
+            resumes_at: None,
+            ..
+        }
+    ));
+    assert_eq!(
+        may_start(
+            &Schedule::default(),
+            deadline,
+            at("2026-11-28T02:00:00Z"),
+            minutes(5)
+        ),
+        Start::Go
+    );
+}

@@ -1,0 +1,92 @@
+//! How long a step is expected to take: conservative defaults per kind of step, replaced
+//! by the running median of what this run has measured once there is something to go on.
+//! The window logic asks it before starting a step (`window::may_start`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The kinds of step whose durations differ by an order of magnitude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StepKind {
+    /// A wave of restarts over SSM, with its path probe.
+    Restart,
+    /// One drain (per task to move), reboot and rejoin.
+    Reboot,
+}
+
+/// Measured durations per kind, and the defaults until there are some.
+#[derive(Debug, Clone, Default)]
+pub struct Estimates {
+    measured: BTreeMap<StepKind, Vec<Duration>>,
+}
+
+/// Measurements kept per kind: the median of the latest ones follows a fleet that slows
+/// down without being pulled by the first minutes of the run.
+const KEEP: usize = 101;
+
+impl Estimates {
+    /// Before any measurement: generous, so that a first step does not start that
+    /// cannot finish (a restart wave: delivery, restart, reconnect, probe and polls; a
+    /// reboot: the default drain and reboot timeouts are the real limits, a typical
+    /// instance takes a few minutes).
+    pub fn default_for(kind: StepKind) -> Duration {
+        match kind {
+            StepKind::Restart => Duration::from_secs(2 * 60),
+            StepKind::Reboot => Duration::from_secs(10 * 60),
+        }
+    }
+
+    pub fn record(&mut self, kind: StepKind, took: Duration) {
+        let list = self.measured.entry(kind).or_default();
+        list.push(took);
+        if list.len() > KEEP {
+            list.remove(0);
+        }
+    }
+
+    /// The expected duration of the next step of `kind`: the median of the latest
+    /// measurements, or the default without any.
+    pub fn expected(&self, kind: StepKind) -> Duration {
+        let Some(list) = self.measured.get(&kind).filter(|l| !l.is_empty()) else {
+            return Self::default_for(kind);
+        };
+        let mut sorted = list.clone();
+        sorted.sort();
+        sorted[sorted.len() / 2]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_until_measured_then_the_running_median() {
+        let mut estimates = Estimates::default();
+        assert_eq!(
+            estimates.expected(StepKind::Reboot),
+            Duration::from_secs(600)
+        );
+        for secs in [30, 300, 40] {
+            estimates.record(StepKind::Restart, Duration::from_secs(secs));
+        }
+        // One slow wave does not make every later one look slow.
+        assert_eq!(
+            estimates.expected(StepKind::Restart),
+            Duration::from_secs(40)
+        );
+        assert_eq!(
+            estimates.expected(StepKind::Reboot),
+            Duration::from_secs(600),
+            "kinds are kept apart"
+        );
+        // Only the latest measurements count.
+        for _ in 0..KEEP {
+            estimates.record(StepKind::Restart, Duration::from_secs(90));
+        }
+        assert_eq!(
+            estimates.expected(StepKind::Restart),
+            Duration::from_secs(90)
+        );
+    }
+}
