@@ -145,8 +145,17 @@ impl fmt::Display for Window {
     }
 }
 
+/// Two windows are the same when their specs are: the spec is all there is to one.
+impl PartialEq for Window {
+    fn eq(&self, other: &Window) -> bool {
+        self.spec == other.spec
+    }
+}
+
+impl Eq for Window {}
+
 /// Every `--window` given: open when any of them is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schedule {
     pub windows: Vec<Window>,
 }
@@ -184,6 +193,44 @@ impl Schedule {
             return Some(at);
         }
         self.windows.iter().filter_map(|w| w.next_open(at)).min()
+    }
+
+    /// `at` as the operator wrote their windows: in the zone of the window open (or
+    /// opening) then, else the first window's, else UTC: "Sat 2026-11-28 02:00 CET".
+    pub fn local(&self, at: Timestamp) -> String {
+        let tz = self
+            .windows
+            .iter()
+            .find(|w| w.next_open(at) == Some(at))
+            .or(self.windows.first())
+            .map_or(TimeZone::UTC, |w| w.tz.clone());
+        at.to_zoned_datetime(tz)
+            .strftime("%a %Y-%m-%d %H:%M %Z")
+            .to_string()
+    }
+}
+
+/// When a run may work: its windows (`--window`) and its deadline (`--deadline`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeLimits {
+    pub schedule: Schedule,
+    pub deadline: Option<Timestamp>,
+}
+
+impl TimeLimits {
+    /// Neither windows nor a deadline: any time will do.
+    pub fn is_none(&self) -> bool {
+        self.schedule.is_always() && self.deadline.is_none()
+    }
+
+    /// Whether a step expected to take `expected` may start at `now`.
+    pub fn may_start(&self, now: Timestamp, expected: std::time::Duration) -> Start {
+        may_start(&self.schedule, self.deadline, now, expected)
+    }
+
+    /// `at` in the windows' time zone (see [`Schedule::local`]).
+    pub fn local(&self, at: Timestamp) -> String {
+        self.schedule.local(at)
     }
 }
 
@@ -278,7 +325,17 @@ pub fn may_start(
     }
     if !schedule.contains(now) {
         return match schedule.next_open(now) {
-            Some(opens) => Start::WaitUntil(opens),
+            Some(opens) => match deadline {
+                Some(deadline) if opens.checked_add(expected).unwrap_or(Timestamp::MAX) > deadline => {
+                    Start::Stop {
+                        why: format!(
+                            "outside the maintenance windows, and the next one opens ({opens}) too late to finish a step before the deadline {deadline}"
+                        ),
+                        resumes_at: None,
+                    }
+                }
+                _ => Start::WaitUntil(opens),
+            },
             None => Start::Stop {
                 why: "no window opens within a week".into(),
                 resumes_at: None,

@@ -10,7 +10,9 @@ use std::time::Duration;
 pub enum StepKind {
     /// A wave of restarts over SSM, with its path probe.
     Restart,
-    /// One drain (per task to move), reboot and rejoin.
+    /// A drain, per service task on the instance (the tasks to move).
+    DrainPerTask,
+    /// From `RebootInstances` to the instance back, put back and its path probed.
     Reboot,
 }
 
@@ -26,14 +28,24 @@ const KEEP: usize = 101;
 
 impl Estimates {
     /// Before any measurement: generous, so that a first step does not start that
-    /// cannot finish (a restart wave: delivery, restart, reconnect, probe and polls; a
-    /// reboot: the default drain and reboot timeouts are the real limits, a typical
-    /// instance takes a few minutes).
+    /// cannot finish. A restart wave: delivery, restart, reconnect, probe and polls take
+    /// well under a minute on a healthy host. A drain: a load balancer's deregistration
+    /// delay (300 s by default) spread over the tasks that move together. A reboot: the
+    /// OS, the status checks and the agent's return take a few minutes.
     pub fn default_for(kind: StepKind) -> Duration {
         match kind {
             StepKind::Restart => Duration::from_secs(2 * 60),
-            StepKind::Reboot => Duration::from_secs(10 * 60),
+            StepKind::DrainPerTask => Duration::from_secs(30),
+            StepKind::Reboot => Duration::from_secs(5 * 60),
         }
+    }
+
+    /// A drain-and-reboot batch whose busiest instance runs `tasks` service tasks.
+    pub fn reboot_batch(&self, tasks: usize) -> Duration {
+        let tasks = u32::try_from(tasks).unwrap_or(u32::MAX);
+        self.expected(StepKind::DrainPerTask)
+            .saturating_mul(tasks)
+            .saturating_add(self.expected(StepKind::Reboot))
     }
 
     pub fn record(&mut self, kind: StepKind, took: Duration) {
@@ -65,7 +77,7 @@ mod tests {
         let mut estimates = Estimates::default();
         assert_eq!(
             estimates.expected(StepKind::Reboot),
-            Duration::from_secs(600)
+            Duration::from_secs(300)
         );
         for secs in [30, 300, 40] {
             estimates.record(StepKind::Restart, Duration::from_secs(secs));
@@ -77,9 +89,13 @@ mod tests {
         );
         assert_eq!(
             estimates.expected(StepKind::Reboot),
-            Duration::from_secs(600),
+            Duration::from_secs(300),
             "kinds are kept apart"
         );
+        // A batch: the drain per task times the busiest instance's tasks, then the reboot.
+        estimates.record(StepKind::DrainPerTask, Duration::from_secs(12));
+        assert_eq!(estimates.reboot_batch(5), Duration::from_secs(5 * 12 + 300));
+        assert_eq!(estimates.reboot_batch(0), Duration::from_secs(300));
         // Only the latest measurements count.
         for _ in 0..KEEP {
             estimates.record(StepKind::Restart, Duration::from_secs(90));

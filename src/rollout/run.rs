@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::estimate::{Estimates, StepKind};
 use super::script::{parse_evidence, Evidence, EvidenceError, RestartMethod};
 use super::state::{Event, InstanceState, Proof};
 use super::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
@@ -27,6 +28,7 @@ use crate::inventory::Platform;
 use crate::journal::marks::{DoneMark, GroupOwed, InstanceDebt, RunId, DONE_ATTRIBUTE};
 use crate::verify::record::ProbeRecord;
 use crate::verify::{Outstanding, Path, ProbeConfig, ProbeSite, Prober, Verdict, VerifyMode};
+use crate::window::{Start, TimeLimits};
 
 /// SSM takes at most 50 instance ids per `SendCommand`.
 const SEND_BATCH: usize = 50;
@@ -56,6 +58,9 @@ pub struct RolloutConfig {
     /// What proves an instance done after its restart or reboot (`--verify`); `None`:
     /// `private` where SSM reaches the instance, `connected` where it does not.
     pub verify: Option<VerifyMode>,
+    /// When steps may start (`--window`, `--deadline`): each wave and each reboot batch
+    /// starts only if its expected duration ends in time.
+    pub limits: TimeLimits,
 }
 
 /// Which instances may be drained and rebooted (`--strategy`).
@@ -138,6 +143,7 @@ impl Default for RolloutConfig {
             poll_interval: Duration::from_secs(1),
             fallback: FallbackConfig::default(),
             verify: None,
+            limits: TimeLimits::default(),
         }
     }
 }
@@ -207,6 +213,11 @@ pub struct Outcome {
     pub waves: usize,
     /// The path verdicts taken during the rollout.
     pub verdicts: BTreeMap<String, Verdict>,
+    /// Stopped by its time limits: when the next window opens (Unix seconds), if one
+    /// does before the deadline.
+    pub resumes_at: Option<i64>,
+    /// Out of time: the rollout stopped before a step that would not have ended in time.
+    pub out_of_time: bool,
 }
 
 /// What the orchestrator needs from whoever runs it, besides the fleet and the clock.
@@ -308,6 +319,10 @@ struct Rollout<'a, F, C: ?Sized> {
     group_owed: BTreeMap<String, GroupOwed>,
     site: ProbeSite,
     verdicts: BTreeMap<String, Verdict>,
+    /// What steps took so far, for the time limits.
+    estimates: Estimates,
+    out_of_time: bool,
+    resumes_at: Option<i64>,
 }
 
 /// Restarts the input's targets in waves, marking each on AWS once it is proven done.
@@ -352,6 +367,9 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         group_owed: BTreeMap::new(),
         site,
         verdicts: BTreeMap::new(),
+        estimates: Estimates::default(),
+        out_of_time: false,
+        resumes_at: None,
     };
     for (id, state) in preset {
         if matches!(state, InstanceState::Done { .. }) {
@@ -396,6 +414,8 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         stopped: rollout.stopped,
         waves,
         verdicts: rollout.verdicts,
+        resumes_at: rollout.resumes_at,
+        out_of_time: rollout.out_of_time,
     }
 }
 
@@ -648,6 +668,33 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         again
     }
 
+    /// Whether a step expected to take `expected` would end in time (`--window`,
+    /// `--deadline`); if not, why the rollout stops here. Nothing is waited for once the
+    /// rollout has begun: the run ends with what it started finished, and the next run
+    /// (`--resume`) goes on in the next window.
+    fn out_of_time(&mut self, expected: Duration) -> Option<String> {
+        let limits = &self.config.limits;
+        if limits.is_none() {
+            return None;
+        }
+        let now = match jiff::Timestamp::try_from(self.clock.now()) {
+            Ok(now) => now,
+            // Fail closed: without the time, nothing may be said to fit.
+            Err(error) => return Some(format!("cannot read the time: {error}")),
+        };
+        let (why, resumes_at) = match limits.may_start(now, expected) {
+            Start::Go => return None,
+            Start::WaitUntil(opens) => {
+                ("the maintenance window has closed".to_string(), Some(opens))
+            }
+            Start::Stop { why, resumes_at } => (why, resumes_at),
+        };
+        self.out_of_time = true;
+        self.stopped = true;
+        self.resumes_at = resumes_at.map(|t| t.as_second());
+        Some(why)
+    }
+
     /// Waits `pause`, in short steps so that a stop request is not kept waiting.
     async fn pause(&mut self, pause: Duration) {
         let step = Duration::from_secs(1);
@@ -741,6 +788,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 tokio::time::sleep(self.config.poll_interval).await;
                 continue;
             };
+            if let Some(why) = self.out_of_time(self.estimates.expected(StepKind::Restart)) {
+                return Ok(Some(why));
+            }
             self.waves_done += 1;
             let at = self.now();
             self.hooks.event(RolloutEvent::WaveStarted {
@@ -750,7 +800,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 instance_ids: wave.instance_ids.clone(),
                 at,
             });
+            let began = Instant::now();
             self.run_wave(&wave.instance_ids).await?;
+            self.estimates.record(StepKind::Restart, began.elapsed());
             self.mark_done().await?;
             let failed_in_wave = wave
                 .instance_ids

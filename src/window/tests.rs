@@ -224,4 +224,35 @@ fn a_step_starts_only_if_it_ends_inside_the_window_and_before_the_deadline() {
         ),
         Start::Go
     );
+    // Outside, and the next window opens after the deadline: no point waiting.
+    match may_start(&schedule, deadline, at("2026-11-27T12:00:00Z"), minutes(15)) {
+        Start::Stop { why, resumes_at } => {
+            assert!(why.contains("too late"), "{why}");
+            assert_eq!(resumes_at, None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn times_are_shown_in_the_zone_of_the_window_that_opens() {
+    let schedule = Schedule {
+        windows: vec![
+            window("Sat 02:00-05:00 Europe/Berlin"),
+            window("Tue 22:00-23:00 America/New_York"),
+        ],
+    };
+    let saturday = schedule.next_open(at("2026-11-27T12:00:00Z")).unwrap();
+    assert_eq!(schedule.local(saturday), "Sat 2026-11-28 02:00 CET");
+    let tuesday = schedule.next_open(at("2026-11-30T12:00:00Z")).unwrap();
+    assert_eq!(schedule.local(tuesday), "Tue 2026-12-01 22:00 EST");
+    // Summer time in Berlin.
+    assert_eq!(
+        schedule.local(at("2026-07-04T00:00:00Z")),
+        "Sat 2026-07-04 02:00 CEST"
+    );
+    assert_eq!(
+        Schedule::default().local(at("2026-11-28T01:00:00Z")),
+        "Sat 2026-11-28 01:00 UTC"
+    );
 }

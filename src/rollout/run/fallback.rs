@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::fleet::{Fleet, InstanceMark, Workload};
 use crate::journal::marks::{GroupOwed, InstanceDebt, InstanceOwed, OWES_ATTRIBUTE};
 use crate::rollout::capacity::{check_drain, MovingTask, Service};
+use crate::rollout::estimate::StepKind;
 use crate::rollout::hold::{exit_standby_allowed, plan_holds, Holds};
 use crate::rollout::reboot::{judge_reboot, RebootSightings};
 use crate::rollout::state::{InstanceState, Proof, RebootProof};
@@ -47,6 +48,8 @@ struct Held {
     /// The cluster's daemon services: their tasks stay until the reboot.
     daemons: BTreeSet<String>,
     boot_id_before: Option<String>,
+    /// Service tasks on it when it was chosen: what its drain has to move.
+    tasks: usize,
     /// Why it needs the reboot (kept in the states it passes).
     reason: String,
     /// What the tool tried to change on it (a call that failed may still have acted).
@@ -100,15 +103,6 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 )));
             }
             let batch: Vec<String> = queue.into_iter().take(room).collect();
-            self.waves_done += 1;
-            let at = self.now();
-            self.hooks.event(RolloutEvent::WaveStarted {
-                number: self.waves_done,
-                canary: false,
-                reboot: true,
-                instance_ids: batch.clone(),
-                at,
-            });
             let halted = self.reboot_batch(&batch).await?;
             self.mark_done().await?;
             if halted.is_some() {
@@ -142,16 +136,35 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if chosen.is_empty() {
             return Ok(None);
         }
+        // Only a batch that ends in time starts; nothing has changed on it yet.
+        let busiest = chosen.iter().map(|h| h.tasks).max().unwrap_or(0);
+        if let Some(why) = self.out_of_time(self.estimates.reboot_batch(busiest)) {
+            return Ok(Some(why));
+        }
+        self.waves_done += 1;
+        let at = self.now();
+        self.hooks.event(RolloutEvent::WaveStarted {
+            number: self.waves_done,
+            canary: false,
+            reboot: true,
+            instance_ids: chosen.iter().map(|h| h.id.clone()).collect(),
+            at,
+        });
         // The guards can wait a while: nothing is changed once a stop is asked for.
         if let Some(reason) = self.hooks.stop_reason() {
             self.stopped = true;
             return Ok(Some(reason));
         }
         let mut held = Vec::new();
+        let began = Instant::now();
         let changed = self.hold(chosen, &mut held).await;
         let mut endings: BTreeMap<String, Ending> = BTreeMap::new();
+        let mut drained = None;
         let steps = match changed {
-            Ok(()) => self.drain_and_reboot(&mut held, &mut endings).await,
+            Ok(()) => {
+                self.drain_and_reboot(&mut held, &mut endings, &mut drained)
+                    .await
+            }
             Err(error) => Err(error),
         };
         let interrupted = match steps {
@@ -223,6 +236,20 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
         // Back and put back: where SSM reaches it, its agent's path is probed now.
         self.verify_paths().await?;
+        // What this batch took, for the next one's start decision.
+        if let Some(drained) = drained {
+            if busiest > 0 {
+                let per_task = drained / u32::try_from(busiest).unwrap_or(u32::MAX);
+                self.estimates.record(StepKind::DrainPerTask, per_task);
+            }
+            let rebooted = held
+                .iter()
+                .any(|h| matches!(self.states.get(&h.id), Some(s) if s.name() == "done"));
+            if rebooted {
+                self.estimates
+                    .record(StepKind::Reboot, began.elapsed().saturating_sub(drained));
+            }
+        }
         if let Some(why) = stopped {
             self.stopped = true;
             return Ok(Some(why));
@@ -425,6 +452,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 services,
                 daemons: daemons.clone(),
                 boot_id_before: boots.get(&id).cloned(),
+                tasks: workload
+                    .tasks_on(&id)
+                    .filter(|t| t.service().is_some())
+                    .count(),
                 attempted: Attempted::default(),
             };
             let tagged = self.targets[&id].auto_scaling_group.clone();
@@ -577,7 +608,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         &mut self,
         held: &mut [Held],
         endings: &mut BTreeMap<String, Ending>,
+        drained: &mut Option<std::time::Duration>,
     ) -> Result<(), Interruption> {
+        let began = Instant::now();
         self.wait_for_drain(held, endings).await?;
         let services: BTreeMap<String, BTreeSet<String>> = held
             .iter()
@@ -587,6 +620,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         for (id, why) in self.settle_services(&services, "rebooting").await? {
             endings.insert(id, Ending::Failed(why));
         }
+        *drained = Some(began.elapsed());
         let rebooting: Vec<&Held> = held
             .iter()
             .filter(|h| !endings.contains_key(&h.id))

@@ -489,3 +489,4 @@ async fn waves_are_spaced_by_the_wave_pause() {
 
 mod fallback;
 mod verify;
+mod window;
