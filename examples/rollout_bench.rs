@@ -137,6 +137,7 @@ async fn run(n: usize, policy: WavePolicy, latencies: Latencies, journal: bool) 
         bystanders: Vec::new(),
         resumed: false,
         site: sim.probe_site(),
+        estimates: Default::default(),
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let key = JournalKey {
@@ -207,6 +208,7 @@ async fn reboot_path(n: usize) -> (Duration, u64, usize) {
         bystanders: Vec::new(),
         resumed: false,
         site: sim.probe_site(),
+        estimates: Default::default(),
     };
     let began = tokio::time::Instant::now();
     let outcome = roll(&sim, &clock, input, &config, &mut |_| {}).await;

@@ -159,6 +159,18 @@ pub struct CutoverArgs {
     #[arg(long, help_heading = "Safety")]
     pub reboot_after_drain_timeout: bool,
 
+    /// A maintenance window: days, a time range and an IANA time zone, e.g. "Sat,Sun 02:00-05:00 Europe/Berlin" or "Mon-Fri 22:00-06:00 UTC" (a range past midnight belongs to the day it starts); repeat for more. Outside them the run waits; inside, a wave or reboot starts only if it is expected to end before the window closes
+    #[arg(long = "window", value_name = "SPEC", value_parser = parse_window, help_heading = "Timing")]
+    pub windows: Vec<crate::window::Window>,
+
+    /// Start nothing that is expected to end after this: a time with an offset (2026-12-01T06:00Z) or a duration from now (90m, 2h)
+    #[arg(long, value_name = "TIME|DURATION", value_parser = parse_deadline, help_heading = "Timing")]
+    pub deadline: Option<String>,
+
+    /// Outside the maintenance windows, exit 3 at once instead of waiting for the next one
+    #[arg(long, help_heading = "Timing")]
+    pub no_wait: bool,
+
     /// Only these EC2 instance ids (comma-separated)
     #[arg(long, value_delimiter = ',', help_heading = "Selection")]
     pub instances: Vec<String>,
@@ -170,6 +182,15 @@ pub struct CutoverArgs {
     /// Only instances of this Auto Scaling group
     #[arg(long, help_heading = "Selection")]
     pub asg: Option<String>,
+}
+
+fn parse_window(raw: &str) -> Result<crate::window::Window, String> {
+    crate::window::Window::parse(raw).map_err(|e| e.to_string())
+}
+
+/// Checked against the time now; `main` reads it again when the run starts.
+fn parse_deadline(raw: &str) -> Result<String, String> {
+    crate::window::parse_deadline(raw, jiff::Timestamp::now()).map(|_| raw.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -102,6 +102,7 @@ pub fn demo(
         assume_yes: true,
         force: false,
         restart_all: false,
+        no_wait: false,
         output,
         // The simulated cluster keeps its own lease and records; no journal on disk.
         durability: Durability::default(),

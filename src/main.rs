@@ -76,9 +76,9 @@ fn main() -> ExitCode {
         None => match state_store(cli.cutover.state_dir.clone()) {
             Err(code) => code,
             Ok(store) => match cutover_plan(cli.cutover, cli.output, store) {
-                Some(plan) => run_async(cutover_on_aws(aws, plan, cli.verbose)),
-                None => {
-                    eprintln!("error: the cutover needs --cluster NAME (or a subcommand: check, status, iam-policy, demo); see --help");
+                Ok(plan) => run_async(cutover_on_aws(aws, plan, cli.verbose)),
+                Err(error) => {
+                    eprintln!("error: {error}");
                     exit::USAGE
                 }
             },
@@ -268,9 +268,25 @@ fn cutover_plan(
     args: CutoverArgs,
     output: OutputFormat,
     store: JournalStore,
-) -> Option<CutoverPlan> {
-    Some(CutoverPlan {
-        cluster: args.cluster?,
+) -> Result<CutoverPlan, String> {
+    let cluster = args.cluster.ok_or(
+        "the cutover needs --cluster NAME (or a subcommand: check, status, iam-policy, demo); see --help",
+    )?;
+    // A duration counts from now, when the run starts.
+    let deadline = args
+        .deadline
+        .as_deref()
+        .map(|raw| privlink_restart::window::parse_deadline(raw, jiff::Timestamp::now()))
+        .transpose()
+        .map_err(|e| format!("invalid --deadline: {e}"))?;
+    let limits = privlink_restart::window::TimeLimits {
+        schedule: privlink_restart::window::Schedule {
+            windows: args.windows,
+        },
+        deadline,
+    };
+    Ok(CutoverPlan {
+        cluster,
         preflight: PreflightOptions {
             shared_endpoints: args.shared_endpoints,
         },
@@ -307,12 +323,14 @@ fn cutover_plan(
                 ..FallbackConfig::default()
             },
             verify: args.verify,
+            limits,
             ..RolloutConfig::default()
         },
         dry_run: args.dry_run,
         assume_yes: args.yes,
         force: args.force,
         restart_all: args.restart_all,
+        no_wait: args.no_wait,
         output,
         durability: Durability {
             journal: Some(store),

@@ -6,6 +6,7 @@
 mod hooks;
 pub mod prior;
 pub mod status;
+mod wait;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct CutoverPlan {
     pub force: bool,
     /// Restart agents the probe shows already on the endpoints too (`--restart-all`).
     pub restart_all: bool,
+    /// Outside the maintenance windows, exit 3 at once instead of waiting (`--no-wait`).
+    pub no_wait: bool,
     pub output: OutputFormat,
     pub durability: Durability,
 }
@@ -113,6 +116,10 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
 ) -> Result<i32, FleetError> {
     let human = cutover.output == OutputFormat::Human;
     let colour = console.colour();
+    // A run that cannot start in time says so before reading anything.
+    if let Some(code) = wait::refuse_early(clock, cutover, console) {
+        return Ok(code);
+    }
     let inventory = fleet.discover(&cutover.cluster).await?;
     let cluster = inventory.cluster.name.clone();
     let checked = preflight::run(&inventory, cutover.preflight);
@@ -332,6 +339,11 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         }
     }
 
+    // Outside the windows: wait for the next (or stop), before the lease is taken.
+    if let Some(code) = wait::await_window(clock, cutover, console).await {
+        return Ok(code);
+    }
+
     // One run per cluster from here on.
     let now = unix_seconds(clock.now());
     let (run_id, started) = prior
@@ -493,6 +505,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                 .is_some_and(|r| r.status != RunStatus::Finished)
                 || prior.run.is_some(),
             site: site.clone(),
+            estimates: journal.estimates.clone(),
         };
         let outcome = {
             let mut hooks = RunHooks {
@@ -536,6 +549,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             RunStatus::Stopped
         };
         journal.updated_at = unix_seconds(clock.now());
+        journal.estimates = outcome.estimates.clone();
         let saved = save(durability.journal.as_ref(), &journal);
         let recorded = write_run_record(fleet, &cluster, &run_id, journal.status, started, journal.updated_at).await;
         let requests = fleet.request_counts();
@@ -573,7 +587,21 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                 "Stopped: {}. Restarts under way were followed to their end and the journal is written.\n",
                 outcome.halted.as_deref().unwrap_or("on request")
             ));
-            console.err(&resume_hint(&inventory.cluster.region, &cluster));
+            let limits = &cutover.rollout.limits;
+            if outcome.out_of_time {
+                let next = outcome
+                    .resumes_at
+                    .and_then(|at| jiff::Timestamp::from_second(at).ok());
+                console.err(&match next {
+                    Some(at) => format!("It resumes at the next window: {}.\n", limits.local(at)),
+                    None => "No window opens before the deadline: resume when there is time again.\n".into(),
+                });
+            }
+            console.err(&resume_hint_within(
+                &inventory.cluster.region,
+                &cluster,
+                &limits.schedule,
+            ));
             return Ok(exit::STOPPED);
         }
         let clean = outcome.halted.is_none()
@@ -673,6 +701,19 @@ fn replan_waves(plan: &mut RolloutPlan, cutover: &CutoverPlan) {
 
 fn resume_hint(region: &str, cluster: &str) -> String {
     format!("Resume with: privlink-restart --region {region} --cluster {cluster} --resume\n")
+}
+
+/// The resume command, inside the same windows (a resume without them would start at
+/// once).
+fn resume_hint_within(region: &str, cluster: &str, schedule: &crate::window::Schedule) -> String {
+    let windows: String = schedule
+        .windows
+        .iter()
+        .map(|w| format!(" --window '{w}'"))
+        .collect();
+    format!(
+        "Resume with: privlink-restart --region {region} --cluster {cluster} --resume{windows}\n"
+    )
 }
 
 /// The journal's name for this cluster.
@@ -811,6 +852,8 @@ fn summary_rows(
 
 #[cfg(test)]
 mod resume_tests;
+#[cfg(test)]
+mod window_tests;
 
 #[cfg(test)]
 mod tests {
@@ -860,6 +903,7 @@ mod tests {
             assume_yes: false,
             force: false,
             restart_all: false,
+            no_wait: false,
             output,
             durability: Durability::default(),
         }

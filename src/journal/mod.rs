@@ -85,6 +85,9 @@ pub struct Journal {
     /// written before verification existed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub verdicts: BTreeMap<String, Verdict>,
+    /// What the run's steps took, for `--window`/`--deadline` (absent in older journals).
+    #[serde(default)]
+    pub estimates: crate::rollout::estimate::Estimates,
 }
 
 impl Journal {
@@ -103,6 +106,7 @@ impl Journal {
             owed_instances: BTreeMap::new(),
             owed_groups: BTreeMap::new(),
             verdicts: BTreeMap::new(),
+            estimates: Default::default(),
         }
     }
 

@@ -17,9 +17,37 @@ use crate::rollout::plan::{Override, RolloutPlan};
 use crate::rollout::run::{Outcome, RolloutConfig, RolloutEvent};
 use crate::rollout::state::{InstanceState, Proof};
 use crate::verify::{Path, Verdict, VerifyMode};
+use crate::window::TimeLimits;
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The time limits, if any: "only inside Sat,Sun 02:00-05:00 Europe/Berlin (--window),
+/// and nothing that would end after … (--deadline)".
+fn limits_line(limits: &TimeLimits) -> Option<String> {
+    if limits.is_none() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !limits.schedule.is_always() {
+        let windows: Vec<String> = limits
+            .schedule
+            .windows
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        parts.push(format!("only inside {} (--window)", windows.join("; ")));
+    }
+    if let Some(deadline) = limits.deadline {
+        parts.push(format!(
+            "nothing that would end after {deadline} (--deadline)"
+        ));
+    }
+    Some(format!(
+        "timing: {}; a wave or reboot starts only if it is expected to end in time",
+        parts.join(", and ")
+    ))
 }
 
 /// The plan, for people.
@@ -65,6 +93,9 @@ pub fn render_plan_human(
         Some(VerifyMode::None) => "no path probe: the restart's or reboot's own proof decides",
     };
     let _ = writeln!(out, "  after each restart or reboot: {verify} (--verify)");
+    if let Some(limits) = limits_line(&config.limits) {
+        let _ = writeln!(out, "  {limits}");
+    }
     for (number, wave) in plan.waves.iter().enumerate() {
         let label = if wave.canary {
             format!("wave {} (canary)", number + 1)
@@ -137,9 +168,15 @@ pub fn render_plan_human(
     out
 }
 
-/// `15m`, `90s`, `1h30m`.
-fn humantime(duration: Duration) -> String {
+/// `15m`, `90s`, `1h30m`, `2d3h`.
+pub fn humantime(duration: Duration) -> String {
     let seconds = duration.as_secs();
+    if seconds >= 86_400 {
+        return match (seconds / 86_400, seconds % 86_400 / 3600) {
+            (d, 0) => format!("{d}d"),
+            (d, h) => format!("{d}d{h}h"),
+        };
+    }
     match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
         (0, 0, s) => format!("{s}s"),
         (0, m, 0) => format!("{m}m"),
@@ -168,6 +205,10 @@ struct JsonPlan<'a> {
     max_unavailable: String,
     /// `--verify`; null: private where SSM reaches an instance, connected elsewhere.
     verify: Option<VerifyMode>,
+    /// `--window` specs, as given.
+    windows: Vec<String>,
+    /// `--deadline`, RFC 3339 in UTC.
+    deadline: Option<String>,
     waves: &'a [crate::rollout::waves::Wave],
     preset: Vec<JsonInstance<'a>>,
     blocking: Vec<Override>,
@@ -188,6 +229,14 @@ pub fn render_plan_json(cluster: &Cluster, plan: &RolloutPlan, config: &RolloutC
         cluster,
         max_unavailable: config.waves.max_unavailable.to_string(),
         verify: config.verify,
+        windows: config
+            .limits
+            .schedule
+            .windows
+            .iter()
+            .map(|w| w.to_string())
+            .collect(),
+        deadline: config.limits.deadline.map(|d| d.to_string()),
         waves: &plan.waves,
         preset: plan
             .preset
@@ -421,6 +470,9 @@ struct JsonSummary<'a> {
     schema: u32,
     kind: &'static str,
     halted: Option<&'a str>,
+    /// Stopped by `--window`/`--deadline`: when the next window opens (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resumes_at: Option<String>,
     overridden: &'a [Override],
     instances: Vec<JsonInstance<'a>>,
     verdicts: &'a BTreeMap<String, Verdict>,
@@ -438,6 +490,7 @@ pub fn render_summary_json(
         schema: JSON_SCHEMA,
         kind: "summary",
         halted: outcome.halted.as_deref(),
+        resumes_at: outcome.resumes_at.map(crate::clock::rfc3339),
         overridden,
         instances: outcome
             .states

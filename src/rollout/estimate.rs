@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// The kinds of step whose durations differ by an order of magnitude.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StepKind {
     /// A wave of restarts over SSM, with its path probe.
     Restart,
@@ -16,10 +19,13 @@ pub enum StepKind {
     Reboot,
 }
 
-/// Measured durations per kind, and the defaults until there are some.
-#[derive(Debug, Clone, Default)]
+/// Measured durations per kind (milliseconds, oldest first), and the defaults until
+/// there are some. Kept in the journal, so a resumed run starts from what its earlier
+/// sessions measured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Estimates {
-    measured: BTreeMap<StepKind, Vec<Duration>>,
+    #[serde(default)]
+    measured_ms: BTreeMap<StepKind, Vec<u64>>,
 }
 
 /// Measurements kept per kind: the median of the latest ones follows a fleet that slows
@@ -49,8 +55,8 @@ impl Estimates {
     }
 
     pub fn record(&mut self, kind: StepKind, took: Duration) {
-        let list = self.measured.entry(kind).or_default();
-        list.push(took);
+        let list = self.measured_ms.entry(kind).or_default();
+        list.push(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
         if list.len() > KEEP {
             list.remove(0);
         }
@@ -59,12 +65,12 @@ impl Estimates {
     /// The expected duration of the next step of `kind`: the median of the latest
     /// measurements, or the default without any.
     pub fn expected(&self, kind: StepKind) -> Duration {
-        let Some(list) = self.measured.get(&kind).filter(|l| !l.is_empty()) else {
+        let Some(list) = self.measured_ms.get(&kind).filter(|l| !l.is_empty()) else {
             return Self::default_for(kind);
         };
         let mut sorted = list.clone();
-        sorted.sort();
-        sorted[sorted.len() / 2]
+        sorted.sort_unstable();
+        Duration::from_millis(sorted[sorted.len() / 2])
     }
 }
 
@@ -103,6 +109,18 @@ mod tests {
         assert_eq!(
             estimates.expected(StepKind::Restart),
             Duration::from_secs(90)
+        );
+        // Through the journal and back, the same.
+        let json = serde_json::to_string(&estimates).unwrap();
+        assert!(
+            json.starts_with(r#"{"measured_ms":{"restart":[90000,"#),
+            "{json}"
+        );
+        let back: Estimates = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, estimates);
+        assert_eq!(
+            serde_json::from_str::<Estimates>("{}").unwrap(),
+            Estimates::default()
         );
     }
 }

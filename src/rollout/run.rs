@@ -218,6 +218,8 @@ pub struct Outcome {
     pub resumes_at: Option<i64>,
     /// Out of time: the rollout stopped before a step that would not have ended in time.
     pub out_of_time: bool,
+    /// What the steps took, this session's measurements added.
+    pub estimates: Estimates,
 }
 
 /// What the orchestrator needs from whoever runs it, besides the fleet and the clock.
@@ -278,6 +280,8 @@ pub struct RolloutInput {
     pub resumed: bool,
     /// Where path probes go and how they are judged.
     pub site: ProbeSite,
+    /// What earlier sessions of this run measured, for the time limits.
+    pub estimates: Estimates,
 }
 
 /// Why the rollout cannot go on.
@@ -341,6 +345,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         bystanders,
         resumed,
         site,
+        estimates,
     } = input;
     let mut rollout = Rollout {
         fleet,
@@ -367,7 +372,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         group_owed: BTreeMap::new(),
         site,
         verdicts: BTreeMap::new(),
-        estimates: Estimates::default(),
+        estimates,
         out_of_time: false,
         resumes_at: None,
     };
@@ -416,6 +421,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         verdicts: rollout.verdicts,
         resumes_at: rollout.resumes_at,
         out_of_time: rollout.out_of_time,
+        estimates: rollout.estimates,
     }
 }
 

@@ -43,6 +43,7 @@ async fn roll_on(
         bystanders,
         resumed: false,
         site: sim.probe_site(),
+        estimates: Default::default(),
     };
     let outcome = roll(sim, &clock, input, config, &mut |e| events.push(e)).await;
     (outcome, events)

@@ -701,6 +701,7 @@ async fn an_interrupt_during_a_drain_puts_the_instance_back_without_rebooting_it
         bystanders: Vec::new(),
         resumed: false,
         site: sim.probe_site(),
+        estimates: Default::default(),
     };
     let mut hooks = StopWhenDraining {
         id: "i-0002",
