@@ -15,6 +15,7 @@ pub use hooks::StopSignal;
 
 use crate::clock::{unix_seconds, Clock};
 use crate::exit;
+use crate::fleet::sim::Blueprint;
 use crate::fleet::{Fleet, FleetError, Record};
 use crate::inventory::Platform;
 use crate::journal::marks::RunId;
@@ -22,7 +23,9 @@ use crate::journal::{Journal, JournalError, JournalKey, JournalStore, RunStatus}
 use crate::lease::{self, LeaseError, LeaseStatus, LeaseTerms, Owner};
 use crate::preflight::{self, PreflightOptions, Severity};
 use crate::report::{self, Colour, OutputFormat, ProgressView, SummaryRow, Timings};
+use crate::rollout::estimate::Estimates;
 use crate::rollout::plan::{plan, RolloutPlan, Selection};
+use crate::rollout::rehearse::{rehearse, Rehearsal, Script};
 use crate::rollout::run::{roll, RolloutConfig, RolloutInput};
 use crate::rollout::state::InstanceState;
 use crate::rollout::waves::{plan_waves, Candidate};
@@ -249,6 +252,21 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         ));
     }
 
+    // A dry run rehearses the plan for its estimate.
+    let estimate = if cutover.dry_run {
+        if human {
+            console
+                .err("Rehearsing the plan on a simulated copy of the cluster for an estimate…\n");
+        }
+        let measured = prior
+            .journal
+            .as_ref()
+            .map(|j| j.estimates.clone())
+            .unwrap_or_default();
+        Some(estimate(fleet, clock, &inventory, &rollout_plan, cutover, &measured).await)
+    } else {
+        None
+    };
     if human {
         console.out(&report::render_plan_human(
             &inventory.cluster,
@@ -256,11 +274,18 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             &cutover.rollout,
             colour,
         ));
+        if let Some(estimate) = &estimate {
+            console.out(&report::render_estimate_human(
+                estimate,
+                &cutover.rollout.limits,
+            ));
+        }
     } else if cutover.dry_run {
         console.out(&report::render_plan_json(
             &inventory.cluster,
             &rollout_plan,
             &cutover.rollout,
+            estimate.as_ref(),
         ));
     }
     if cutover.dry_run {
@@ -619,6 +644,69 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     code
 }
 
+/// The dry run's estimate: the plan rehearsed on a simulated copy of the cluster
+/// (`rollout::rehearse`). Its services and tasks are read only where the fallback will
+/// drain. Restarts an earlier run left under way are rehearsed as restarts to do.
+async fn estimate<F: Fleet, C: Clock + ?Sized>(
+    fleet: &F,
+    clock: &C,
+    inventory: &crate::inventory::Inventory,
+    plan: &RolloutPlan,
+    cutover: &CutoverPlan,
+    measured: &Estimates,
+) -> Result<Rehearsal, String> {
+    let drains = cutover.rollout.fallback.strategy != crate::rollout::run::Strategy::Restart
+        && plan
+            .preset
+            .iter()
+            .any(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }));
+    let workload = if drains {
+        Some(
+            fleet
+                .workload(&inventory.cluster.name)
+                .await
+                .map_err(|e| format!("cannot read the cluster's services and tasks: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let ids: BTreeMap<&str, &str> = inventory
+        .container_instances
+        .iter()
+        .map(|ci| (ci.arn.as_str(), ci.ec2_instance_id.as_str()))
+        .collect();
+    let script = Script {
+        targets: plan.targets.iter().map(|t| t.instance_id.clone()).collect(),
+        preset: plan
+            .preset
+            .iter()
+            .filter(|(_, s)| !s.is_in_flight())
+            .cloned()
+            .collect(),
+        bystanders: plan
+            .bystanders
+            .iter()
+            .filter_map(|arn| ids.get(arn.as_str()).map(|id| id.to_string()))
+            .collect(),
+    };
+    let blueprint = Blueprint {
+        inventory,
+        targets: &plan.targets,
+        workload: workload.as_ref(),
+    };
+    Ok(rehearse(
+        &blueprint,
+        &script,
+        &cutover.rollout,
+        measured,
+        clock.now(),
+        REHEARSAL_SEED,
+    ))
+}
+
+/// The rehearsal's latencies repeat from one dry run to the next.
+const REHEARSAL_SEED: u64 = 0x5eed;
+
 /// The pending targets SSM reaches whose agent the probe shows on the endpoints already,
 /// with the verdicts. None with `--restart-all` or `--verify none`.
 async fn already_private<F: Fleet>(
@@ -850,6 +938,8 @@ fn summary_rows(
     rows
 }
 
+#[cfg(test)]
+mod estimate_tests;
 #[cfg(test)]
 mod resume_tests;
 #[cfg(test)]

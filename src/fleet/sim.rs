@@ -9,10 +9,12 @@
 //! adapter, and checks its invariant on every send: never more instances away at once
 //! than the limit it was given.
 
+mod copy;
 mod network;
 mod records;
 mod workload;
 
+pub use copy::{Blueprint, Draws, PACE_RANGE};
 pub use workload::{FallbackLatencies, SimService};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,8 +11,8 @@ use clap::ValueEnum;
 
 pub use check::{render_check_human, render_check_json, CheckReport};
 pub use rollout::{
-    humantime, render_event_json, render_plan_human, render_plan_json, render_summary_human,
-    render_summary_json, ProgressView, SummaryRow, Timings,
+    humantime, render_estimate_human, render_event_json, render_plan_human, render_plan_json,
+    render_summary_human, render_summary_json, ProgressView, SummaryRow, Timings,
 };
 pub use verify::{render_verify_human, render_verify_json};
 

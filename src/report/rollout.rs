@@ -14,6 +14,7 @@ use super::text::some_ids;
 use super::{Colour, JSON_SCHEMA};
 use crate::inventory::Cluster;
 use crate::rollout::plan::{Override, RolloutPlan};
+use crate::rollout::rehearse::Rehearsal;
 use crate::rollout::run::{Outcome, RolloutConfig, RolloutEvent};
 use crate::rollout::state::{InstanceState, Proof};
 use crate::verify::{Path, Verdict, VerifyMode};
@@ -209,6 +210,9 @@ struct JsonPlan<'a> {
     windows: Vec<String>,
     /// `--deadline`, RFC 3339 in UTC.
     deadline: Option<String>,
+    /// The dry run's rehearsal, or why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimate: Option<serde_json::Value>,
     waves: &'a [crate::rollout::waves::Wave],
     preset: Vec<JsonInstance<'a>>,
     blocking: Vec<Override>,
@@ -222,7 +226,12 @@ struct JsonInstance<'a> {
 }
 
 /// The plan as one JSON object (`--dry-run --output json`).
-pub fn render_plan_json(cluster: &Cluster, plan: &RolloutPlan, config: &RolloutConfig) -> String {
+pub fn render_plan_json(
+    cluster: &Cluster,
+    plan: &RolloutPlan,
+    config: &RolloutConfig,
+    estimate: Option<&Result<Rehearsal, String>>,
+) -> String {
     let document = JsonPlan {
         schema: JSON_SCHEMA,
         kind: "plan",
@@ -237,6 +246,10 @@ pub fn render_plan_json(cluster: &Cluster, plan: &RolloutPlan, config: &RolloutC
             .map(|w| w.to_string())
             .collect(),
         deadline: config.limits.deadline.map(|d| d.to_string()),
+        estimate: estimate.map(|e| match e {
+            Ok(rehearsal) => serde_json::to_value(rehearsal).unwrap_or_default(),
+            Err(why) => json!({ "error": why }),
+        }),
         waves: &plan.waves,
         preset: plan
             .preset
@@ -249,6 +262,36 @@ pub fn render_plan_json(cluster: &Cluster, plan: &RolloutPlan, config: &RolloutC
         blocking: plan.overrides(),
     };
     serde_json::to_string(&document).unwrap_or_default() + "\n"
+}
+
+/// The dry run's estimate, for people: how long, in how many windows, until when, and
+/// what it rests on.
+pub fn render_estimate_human(estimate: &Result<Rehearsal, String>, limits: &TimeLimits) -> String {
+    const BASIS: &str = "rehearsed on a simulated copy of the cluster: its instances, zones, SSM reach, services and tasks, with typical latencies, not this account's";
+    let rehearsal = match estimate {
+        Ok(rehearsal) => rehearsal,
+        Err(why) => return format!("Estimate: none ({why}).\n"),
+    };
+    let work = humantime(rehearsal.makespan);
+    let ends = jiff::Timestamp::from_second(rehearsal.ends_at)
+        .map(|t| limits.local(t))
+        .unwrap_or_default();
+    match &rehearsal.unfinished {
+        Some(why) => format!(
+            "Estimate: it would not finish: {why}. {} of {} done after {} of work in {} ({BASIS}).\n",
+            rehearsal.done,
+            rehearsal.targets,
+            work,
+            plural(rehearsal.windows, "window", "windows"),
+        ),
+        None if limits.schedule.is_always() => format!(
+            "Estimate: about {work}, ending around {ends} ({BASIS}).\n"
+        ),
+        None => format!(
+            "Estimate: about {work} of work in {}, ending around {ends} ({BASIS}).\n",
+            plural(rehearsal.windows, "window", "windows"),
+        ),
+    }
 }
 
 /// One event as a JSON line.
