@@ -70,7 +70,29 @@ async fn unreachable_endpoint_url() {
 #[tokio::test]
 async fn malformed_options_are_usage_errors() {
     let emulator = Emulator::start();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
+        (
+            &[
+                "--cluster",
+                "prod",
+                "--window",
+                "Sat,Sun 2:00-05:00 Europe/Berlin",
+            ],
+            r#"invalid window "Sat,Sun 2:00-05:00 Europe/Berlin": "2:00" is not a time (HH:MM)"#,
+        ),
+        (
+            &[
+                "--cluster",
+                "prod",
+                "--window",
+                "Mon-Fri 22:00-06:00 Mars/Olympus",
+            ],
+            r#""Mars/Olympus" is not an IANA time zone"#,
+        ),
+        (
+            &["--cluster", "prod", "--deadline", "tomorrow"],
+            "is neither a time with an offset (2026-12-01T06:00Z) nor a duration",
+        ),
         (
             &[
                 "check",

@@ -159,7 +159,37 @@ async fn dry_run_sends_nothing() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("Plan for cluster prod"), "{stdout}");
+    // The estimate comes from a rehearsal on a simulated copy: nothing reaches AWS for it.
+    assert!(stdout.contains("Estimate: about "), "{stdout}");
     assert!(commands_per_instance(&emulator).is_empty());
+}
+
+#[tokio::test]
+async fn outside_its_window_with_no_wait_the_run_exits_3_untouched() {
+    let emulator = Emulator::start();
+    build(&emulator, Break::Nothing).await;
+    // A window three days from today (UTC): closed now, whatever the day.
+    let day = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .weekday()
+        .wrapping_add(3);
+    let name = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        [usize::try_from(day.to_monday_zero_offset()).unwrap()];
+    let window = format!("{name} 02:00-05:00 UTC");
+    let output = cutover(&emulator, &["--window", &window, "--no-wait"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Not started: outside the maintenance windows; the next opens at {name} "
+        )) && stderr.contains("Nothing was changed."),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    assert!(commands_per_instance(&emulator).is_empty());
+    // No lease was taken and no run recorded.
+    let parameters = emulator.ssm().describe_parameters().send().await.unwrap();
+    assert_eq!(parameters.parameters().len(), 0, "{parameters:?}");
 }
 
 #[tokio::test]
