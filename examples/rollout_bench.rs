@@ -6,9 +6,10 @@
 //! measured in real time. Prints a Markdown table. A second table is the drain-and-reboot
 //! path (`--strategy reboot`, one at a time) at 10 and 100 instances, against its lower
 //! bound: per instance, a task moved, its replacement started, the reboot and the status
-//! checks.
+//! checks. A third is `--dry-run`'s rehearsal: its wall time (what the operator waits for
+//! the estimate) and its estimate beside the first table's makespan.
 //!
-//! cargo run --release --example rollout_bench [-- reboot]   (only the second table)
+//! cargo run --release --example rollout_bench [-- reboot|rehearsal]   (only that table)
 
 use std::time::{Duration, SystemTime};
 
@@ -245,6 +246,10 @@ async fn main() {
         reboot_table().await;
         return;
     }
+    if std::env::args().any(|a| a == "rehearsal") {
+        rehearsal_table().await;
+        return;
+    }
     let latencies = Latencies::default();
     // Per host: the restart (delivered, the agent back, its ACS connection), then the
     // path probe (delivered, its record reported).
@@ -314,4 +319,58 @@ async fn main() {
     }
     println!();
     reboot_table().await;
+    println!();
+    rehearsal_table().await;
+}
+
+/// `--dry-run`'s rehearsal at 100, 1,000 and 5,000 instances: the wall time it takes
+/// (in this build) and the makespan it estimates.
+async fn rehearsal_table() {
+    use privlink_restart::fleet::sim::Blueprint;
+    use privlink_restart::rollout::rehearse::{rehearse, Script};
+    let start = || SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    println!("| instances | estimated makespan | wall time of the rehearsal |");
+    println!("|---:|---:|---:|");
+    for n in [100usize, 1000, 5000] {
+        let sim = SimFleet::new(instances(n), Latencies::default(), start());
+        let inventory = sim
+            .discover("sim")
+            .await
+            .expect("the simulated fleet answers");
+        let targets = sim.targets();
+        let blueprint = Blueprint {
+            inventory: &inventory,
+            targets: &targets,
+            workload: None,
+        };
+        let script = Script {
+            targets: targets.iter().map(|t| t.instance_id.clone()).collect(),
+            preset: Vec::new(),
+            bystanders: Vec::new(),
+        };
+        let config = RolloutConfig {
+            waves: WavePolicy {
+                max_unavailable: MaxUnavailable::Percent(10),
+                canary: 1,
+                by_az: false,
+            },
+            ..RolloutConfig::default()
+        };
+        let began = std::time::Instant::now();
+        let rehearsal = rehearse(
+            &blueprint,
+            &script,
+            &config,
+            &Default::default(),
+            start(),
+            0x5eed,
+        );
+        let wall = began.elapsed();
+        assert_eq!(rehearsal.done, n, "{:?}", rehearsal.unfinished);
+        println!(
+            "| {n} | {:.0} s | {:.2} s |",
+            rehearsal.makespan.as_secs_f64(),
+            wall.as_secs_f64()
+        );
+    }
 }
