@@ -338,16 +338,24 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                 cutover.rollout.fallback.max_reboots
             )
         };
+        // Outside the windows the run waits after the answer: say so in the question.
+        let limits = &cutover.rollout.limits;
+        let when = jiff::Timestamp::try_from(clock.now())
+            .ok()
+            .filter(|now| !limits.schedule.contains(*now))
+            .and_then(|now| limits.schedule.next_open(now))
+            .map(|opens| format!(", once the window opens at {}", limits.local(opens)))
+            .unwrap_or_default();
         let question = if resuming {
             format!(
-                "{settle}esume run {} on cluster {cluster}: follow {} restart(s) under way and restart {pending} more ECS agent(s) in {} wave(s){reboots}? [y/N] ",
+                "{settle}esume run {} on cluster {cluster}{when}: follow {} restart(s) under way and restart {pending} more ECS agent(s) in {} wave(s){reboots}? [y/N] ",
                 prior.run.as_ref().map(|(r, _)| r.0.as_str()).unwrap_or_default(),
                 prior.in_flight.values().filter(|s| !s.is_in_fallback()).count(),
                 rollout_plan.waves.len(),
             )
         } else {
             format!(
-                "{settle}estart {pending} ECS agent(s) in {} wave(s){reboots} on cluster {cluster}? [y/N] ",
+                "{settle}estart {pending} ECS agent(s) in {} wave(s){reboots} on cluster {cluster}{when}? [y/N] ",
                 rollout_plan.waves.len(),
             )
         };

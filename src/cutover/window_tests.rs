@@ -226,3 +226,30 @@ fn assert_no_changes(sim: &SimFleet, store: &JournalStore) {
         .unwrap_or(0);
     assert_eq!(written, 0, "no journal");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_prompt_says_the_run_waits_for_the_window() {
+    let sim = sim(4);
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::new(dir.path().join("state"));
+    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(START as u64));
+    let mut plan = plan(&store, limits(&[SATURDAY]));
+    plan.assume_yes = false;
+    let mut console = Recorder {
+        answer: Some(false),
+        ..Recorder::default()
+    };
+    let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
+        .await
+        .unwrap();
+    assert_eq!(code, exit::BLOCKED);
+    assert_eq!(
+        console.question,
+        "Restart 4 ECS agent(s) in 3 wave(s) on cluster sim, once the window opens at Sat 2027-01-16 08:00 UTC? [y/N] "
+    );
+    assert!(!console.err.contains("Waiting"), "a no does not wait");
+    // The probe for agents already on the endpoints went out (it only reads); no
+    // restart, no journal.
+    assert!(sim.sent_commands().is_empty());
+    assert!(std::fs::read_dir(store.dir()).is_err());
+}
