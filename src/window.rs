@@ -171,17 +171,25 @@ impl Schedule {
     }
 
     /// When the schedule closes if open at `at`: windows that overlap or touch are one
-    /// stretch. `None` when closed, or always open.
+    /// stretch. `None` when closed, or always open. Windows that cover the whole week
+    /// never close: the stretch is followed for a week, and a close further than that is
+    /// as good as none.
     pub fn closes_at(&self, at: Timestamp) -> Option<Timestamp> {
         let mut close = self.windows.iter().filter_map(|w| w.closes_at(at)).max()?;
+        let horizon = at
+            .checked_add(jiff::SignedDuration::from_hours(24 * 8))
+            .unwrap_or(Timestamp::MAX);
         // A window open at the moment another closes carries on.
-        while let Some(later) = self
-            .windows
-            .iter()
-            .filter_map(|w| w.closes_at(close))
-            .max()
-            .filter(|later| *later > close)
-        {
+        while close < horizon {
+            let Some(later) = self
+                .windows
+                .iter()
+                .filter_map(|w| w.closes_at(close))
+                .max()
+                .filter(|later| *later > close)
+            else {
+                break;
+            };
             close = later;
         }
         Some(close)
@@ -236,7 +244,8 @@ impl TimeLimits {
 
 fn parse_time(raw: &str) -> Option<Time> {
     let (h, m) = raw.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) {
         return None;
     }
     let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
@@ -347,12 +356,18 @@ pub fn may_start(
             let after = closes
                 .checked_add(jiff::SignedDuration::from_secs(1))
                 .unwrap_or(closes);
+            // The next window counts only if a step fits in it before the deadline.
+            let resumes_at = schedule.next_open(after).filter(|opens| {
+                deadline.is_none_or(|deadline| {
+                    opens.checked_add(expected).unwrap_or(Timestamp::MAX) <= deadline
+                })
+            });
             Start::Stop {
                 why: format!(
                     "the next step takes about {}s and would end after the window closes at {closes}",
                     expected.as_secs()
                 ),
-                resumes_at: schedule.next_open(after),
+                resumes_at,
             }
         }
         _ => Start::Go,

@@ -123,6 +123,14 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     if let Some(code) = wait::refuse_early(clock, cutover, console) {
         return Ok(code);
     }
+    // Without a prompt, the wait for the window comes first, so that the plan is made
+    // from the cluster as it is when the window opens. (With a prompt the operator
+    // confirms the plan first; the wait follows.)
+    if cutover.assume_yes && !cutover.dry_run {
+        if let Some(code) = wait::await_window(clock, cutover, console).await {
+            return Ok(code);
+        }
+    }
     let inventory = fleet.discover(&cutover.cluster).await?;
     let cluster = inventory.cluster.name.clone();
     let checked = preflight::run(&inventory, cutover.preflight);
@@ -630,10 +638,14 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                     None => "No window opens before the deadline: resume when there is time again.\n".into(),
                 });
             }
+            // The deadline still holds for a resume in the next window (as a time: a
+            // duration would count from the resume).
+            let deadline = limits.deadline.filter(|_| outcome.resumes_at.is_some());
             console.err(&resume_hint_within(
                 &inventory.cluster.region,
                 &cluster,
                 &limits.schedule,
+                deadline,
             ));
             return Ok(exit::STOPPED);
         }
@@ -800,15 +812,21 @@ fn resume_hint(region: &str, cluster: &str) -> String {
 }
 
 /// The resume command, inside the same windows (a resume without them would start at
-/// once).
-fn resume_hint_within(region: &str, cluster: &str, schedule: &crate::window::Schedule) -> String {
+/// once) and before the same deadline.
+fn resume_hint_within(
+    region: &str,
+    cluster: &str,
+    schedule: &crate::window::Schedule,
+    deadline: Option<jiff::Timestamp>,
+) -> String {
     let windows: String = schedule
         .windows
         .iter()
         .map(|w| format!(" --window '{w}'"))
         .collect();
+    let deadline = deadline.map_or(String::new(), |d| format!(" --deadline {d}"));
     format!(
-        "Resume with: privlink-restart --region {region} --cluster {cluster} --resume{windows}\n"
+        "Resume with: privlink-restart --region {region} --cluster {cluster} --resume{windows}{deadline}\n"
     )
 }
 

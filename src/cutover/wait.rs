@@ -62,7 +62,10 @@ pub(super) async fn await_window<C: Clock + ?Sized>(
     loop {
         // The clock is read again each time: a machine that slept or had its clock
         // corrected still starts when the window opens, not after a fixed sleep.
-        let now = Timestamp::try_from(clock.now()).unwrap_or(opens);
+        let Ok(now) = Timestamp::try_from(clock.now()) else {
+            console.err("Not started: cannot read the time while waiting for the window. Nothing was changed.\n");
+            return Some(exit::STOPPED);
+        };
         let left = until(now);
         if left.is_zero() {
             break;

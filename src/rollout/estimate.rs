@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 pub enum StepKind {
     /// A wave of restarts over SSM, with its path probe.
     Restart,
-    /// A drain, per service task on the instance (the tasks to move).
+    /// A whole drain of an instance with service tasks: mostly the load balancers'
+    /// deregistration delay, which its tasks wait out together.
+    Drain,
+    /// A drain, per service task on the busiest instance: what many tasks add.
     DrainPerTask,
     /// From `RebootInstances` to the instance back, put back and its path probed.
     Reboot,
@@ -36,22 +39,29 @@ impl Estimates {
     /// Before any measurement: generous, so that a first step does not start that
     /// cannot finish. A restart wave: delivery, restart, reconnect, probe and polls take
     /// well under a minute on a healthy host. A drain: a load balancer's deregistration
-    /// delay (300 s by default) spread over the tasks that move together. A reboot: the
-    /// OS, the status checks and the agent's return take a few minutes.
+    /// delay is 300 s by default, and the tasks wait it out together; many tasks add to
+    /// it. A reboot: the OS, the status checks and the agent's return take a few minutes.
     pub fn default_for(kind: StepKind) -> Duration {
         match kind {
             StepKind::Restart => Duration::from_secs(2 * 60),
+            StepKind::Drain => Duration::from_secs(5 * 60),
             StepKind::DrainPerTask => Duration::from_secs(30),
             StepKind::Reboot => Duration::from_secs(5 * 60),
         }
     }
 
-    /// A drain-and-reboot batch whose busiest instance runs `tasks` service tasks.
+    /// A drain-and-reboot batch whose busiest instance runs `tasks` service tasks: the
+    /// drain (at least a whole drain, more with many tasks; none without tasks), then
+    /// the reboot.
     pub fn reboot_batch(&self, tasks: usize) -> Duration {
-        let tasks = u32::try_from(tasks).unwrap_or(u32::MAX);
-        self.expected(StepKind::DrainPerTask)
-            .saturating_mul(tasks)
-            .saturating_add(self.expected(StepKind::Reboot))
+        let drain = if tasks == 0 {
+            Duration::ZERO
+        } else {
+            let tasks = u32::try_from(tasks).unwrap_or(u32::MAX);
+            self.expected(StepKind::Drain)
+                .max(self.expected(StepKind::DrainPerTask).saturating_mul(tasks))
+        };
+        drain.saturating_add(self.expected(StepKind::Reboot))
     }
 
     pub fn record(&mut self, kind: StepKind, took: Duration) {
@@ -98,10 +108,18 @@ mod tests {
             Duration::from_secs(300),
             "kinds are kept apart"
         );
-        // A batch: the drain per task times the busiest instance's tasks, then the reboot.
-        estimates.record(StepKind::DrainPerTask, Duration::from_secs(12));
-        assert_eq!(estimates.reboot_batch(5), Duration::from_secs(5 * 12 + 300));
+        // A batch: a whole drain, or more for many tasks, then the reboot.
         assert_eq!(estimates.reboot_batch(0), Duration::from_secs(300));
+        assert_eq!(estimates.reboot_batch(1), Duration::from_secs(300 + 300));
+        assert_eq!(
+            estimates.reboot_batch(20),
+            Duration::from_secs(20 * 30 + 300)
+        );
+        // A drain of 10 tasks measured at 300 s teaches 30 s per task, and a drain of
+        // one task still takes the whole drain, not 30 s.
+        estimates.record(StepKind::Drain, Duration::from_secs(300));
+        estimates.record(StepKind::DrainPerTask, Duration::from_secs(30));
+        assert_eq!(estimates.reboot_batch(1), Duration::from_secs(300 + 300));
         // Only the latest measurements count.
         for _ in 0..KEEP {
             estimates.record(StepKind::Restart, Duration::from_secs(90));

@@ -24,6 +24,7 @@ use crate::window::Start;
 /// Sessions after which a rehearsal gives up: a plan that needs more windows than this
 /// is not one to run as planned.
 const MAX_SESSIONS: usize = 60;
+const WEEK: i64 = 7 * 86_400;
 
 /// What the rehearsal found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -131,9 +132,9 @@ async fn sessions(
         targets: targets.len(),
     };
     let mut states: BTreeMap<String, InstanceState> = BTreeMap::new();
-    // Sessions in a row that started nothing: a whole round of the windows without a step
+    // Since when no session has started a step: a whole week of windows without a step
     // that fits means none ever will.
-    let mut idle = 0;
+    let mut idle_since: Option<i64> = None;
     let mut sessions = 0;
     loop {
         // Outside the windows: wait for the next, as the cutover does.
@@ -161,11 +162,16 @@ async fn sessions(
         rehearsal.makespan += began.elapsed();
         estimates = outcome.estimates.clone();
         states = outcome.states.clone();
+        let now = unix_seconds(clock.now());
         if outcome.waves > 0 {
             rehearsal.windows += 1;
-            idle = 0;
-        } else {
-            idle += 1;
+            idle_since = None;
+        } else if now - *idle_since.get_or_insert(now) > WEEK {
+            rehearsal.unfinished = Some(format!(
+                "no window in a week is long enough for a step: {}",
+                outcome.halted.as_deref().unwrap_or("out of time")
+            ));
+            break;
         }
         if !outcome.out_of_time {
             rehearsal.unfinished = outcome.halted.clone();
@@ -175,21 +181,26 @@ async fn sessions(
             rehearsal.unfinished = outcome.halted.clone();
             break;
         };
-        if idle > config.limits.schedule.windows.len() {
-            rehearsal.unfinished = Some(format!(
-                "no window is long enough for a step: {}",
-                outcome.halted.as_deref().unwrap_or("out of time")
-            ));
-            break;
-        }
-        // The next session goes on from here (`--resume`), when the next window opens.
-        let wait = resumes_at - unix_seconds(clock.now());
+        // The next session goes on from here (`--resume`), when the next window opens:
+        // what is done, skipped or gone stays so, the plan's own decisions stand, and a
+        // failure is tried again, as a resumed run does.
+        let wait = resumes_at - now;
         tokio::time::sleep(Duration::from_secs(u64::try_from(wait).unwrap_or(0))).await;
-        preset = states
+        let settled = states.iter().filter(|(_, s)| {
+            matches!(
+                s,
+                InstanceState::Done { .. }
+                    | InstanceState::Skipped { .. }
+                    | InstanceState::Gone { .. }
+            )
+        });
+        let decided: BTreeMap<String, InstanceState> = script
+            .preset
             .iter()
-            .filter(|(_, s)| **s != InstanceState::Pending)
-            .map(|(id, s)| (id.clone(), s.clone()))
+            .cloned()
+            .chain(settled.map(|(id, s)| (id.clone(), s.clone())))
             .collect();
+        preset = decided.into_iter().collect();
     }
     rehearsal.ends_at = unix_seconds(clock.now());
     rehearsal.done = states.values().filter(|s| s.name() == "done").count();
@@ -203,6 +214,9 @@ async fn wait_for_window(clock: &SimClock, config: &RolloutConfig) -> Result<(),
         return Ok(());
     }
     let now = jiff::Timestamp::try_from(clock.now()).map_err(|e| e.to_string())?;
+    if limits.deadline.is_some_and(|deadline| now >= deadline) {
+        return Err("the deadline has passed".into());
+    }
     match limits.may_start(now, Duration::ZERO) {
         Start::Go => Ok(()),
         Start::WaitUntil(opens) => {
@@ -211,5 +225,94 @@ async fn wait_for_window(clock: &SimClock, config: &RolloutConfig) -> Result<(),
             Ok(())
         }
         Start::Stop { why, .. } => Err(why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::sim::{Fault, Latencies, SimGroup, SimInstance, SimService};
+    use crate::fleet::Fleet;
+    use crate::window::{Schedule, TimeLimits, Window};
+
+    /// Monday 2027-01-18 08:00 UTC.
+    const MONDAY: u64 = 1_800_000_000 + 3 * 86_400;
+
+    #[tokio::test(start_paused = true)]
+    async fn short_weekday_windows_are_passed_over_until_one_fits() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(MONDAY);
+        let instances: Vec<SimInstance> = (0..3)
+            .map(|i| {
+                SimInstance::healthy(format!("i-{i}"), "eu-west-1a")
+                    .in_group("nodes")
+                    .with_fault(Fault::SsmOffline)
+            })
+            .collect();
+        let world = SimFleet::new(instances, Latencies::default(), start)
+            .with_group("nodes", SimGroup::default())
+            .with_service(SimService::new("web"), &["i-0", "i-1", "i-2"]);
+        let inventory = world.discover("sim").await.unwrap();
+        let workload = world.workload("sim").await.unwrap();
+        let targets = world.targets();
+        let script = Script {
+            targets: targets.iter().map(|t| t.instance_id.clone()).collect(),
+            preset: targets
+                .iter()
+                .map(|t| {
+                    let reason = "SSM does not manage the instance".to_string();
+                    (t.instance_id.clone(), InstanceState::NeedsReboot { reason })
+                })
+                .collect(),
+            bystanders: Vec::new(),
+        };
+        // A drain and reboot is expected to take 10 minutes at first: the five-minute
+        // weekday windows never fit one; Saturday's does.
+        let config = RolloutConfig {
+            limits: TimeLimits {
+                schedule: Schedule {
+                    windows: vec![
+                        Window::parse("Mon-Fri 22:00-22:05 UTC").unwrap(),
+                        Window::parse("Sat 00:00-06:00 UTC").unwrap(),
+                    ],
+                },
+                deadline: None,
+            },
+            ..RolloutConfig::default()
+        };
+        let blueprint = Blueprint {
+            inventory: &inventory,
+            targets: &targets,
+            workload: Some(&workload),
+        };
+        let rehearsal = rehearse(
+            &blueprint,
+            &script,
+            &config,
+            &Estimates::default(),
+            start,
+            1,
+        );
+        assert_eq!(rehearsal.unfinished, None, "{rehearsal:?}");
+        assert_eq!((rehearsal.done, rehearsal.targets), (3, 3));
+        assert_eq!(rehearsal.windows, 1, "only Saturday's window does work");
+        let ends = rfc3339(rehearsal.ends_at);
+        assert!(ends.starts_with("2027-01-23T0"), "{ends}");
+        // A window too short for any step, every day: it says so instead of looping.
+        let never = RolloutConfig {
+            limits: TimeLimits {
+                schedule: Schedule {
+                    windows: vec![Window::parse("Mon-Sun 22:00-22:05 UTC").unwrap()],
+                },
+                deadline: None,
+            },
+            ..RolloutConfig::default()
+        };
+        let rehearsal = rehearse(&blueprint, &script, &never, &Estimates::default(), start, 1);
+        let why = rehearsal.unfinished.unwrap_or_default();
+        assert!(
+            why.starts_with("no window in a week is long enough for a step"),
+            "{why}"
+        );
+        assert_eq!(rehearsal.done, 0);
     }
 }

@@ -109,7 +109,8 @@ fn daylight_saving_changes_lengthen_and_shorten_the_night() {
     let autumn_open = w.next_open(at("2026-10-24T12:00:00Z")).unwrap();
     assert_eq!(autumn_open, at("2026-10-24T23:00:00Z"));
     assert_eq!(w.closes_at(autumn_open), Some(at("2026-10-25T03:00:00Z")));
-    // A window that starts in the skipped hour opens when the clock reaches it.
+    // A window that starts in the skipped hour opens later by the gap: 02:30 does not
+    // exist that night, it opens at 03:30 CEST.
     let skipped = window("Sun 02:30-05:00 Europe/Berlin");
     assert_eq!(
         skipped.next_open(at("2026-03-28T12:00:00Z")),
@@ -144,6 +145,25 @@ fn several_windows_make_one_schedule() {
     let always = Schedule::default();
     assert!(always.contains(at("2026-11-29T05:00:00Z")));
     assert_eq!(always.closes_at(at("2026-11-29T05:00:00Z")), None);
+    // Windows that cover the whole week never close: the answer is at least a week away
+    // (and comes at once, not after following the stretch to the year 9999).
+    let week = Schedule {
+        windows: vec![
+            window("Mon-Sun 00:00-12:00 UTC"),
+            window("Mon-Sun 12:00-24:00 UTC"),
+        ],
+    };
+    let close = week.closes_at(at("2026-11-29T05:00:00Z")).unwrap();
+    assert!(close >= at("2026-12-06T05:00:00Z"), "{close}");
+    assert_eq!(
+        may_start(
+            &week,
+            None,
+            at("2026-11-29T05:00:00Z"),
+            std::time::Duration::from_secs(3600)
+        ),
+        Start::Go
+    );
 }
 
 #[test]
@@ -153,6 +173,7 @@ fn invalid_specs_point_at_the_offending_part() {
         ("Sat,Sonday 02:00-05:00 UTC", "Sonday"),
         ("Mon-Fro 02:00-05:00 UTC", "Fro"),
         ("Sat 2:00-05:00 UTC", "2:00"),
+        ("Sat +1:00-05:00 UTC", "+1:00"),
         ("Sat 02:00-25:00 UTC", "25:00"),
         ("Sat 02:00 UTC", "02:00"),
         ("Sat 02:00-02:00 UTC", "02:00-02:00"),
@@ -224,6 +245,18 @@ fn a_step_starts_only_if_it_ends_inside_the_window_and_before_the_deadline() {
         ),
         Start::Go
     );
+    // Too late in Saturday's window, and Sunday's opens after the deadline: stop, with no
+    // window to resume in.
+    let sunday_deadline = Some(at("2026-11-29T01:00:00Z"));
+    match may_start(
+        &schedule,
+        sunday_deadline,
+        at("2026-11-28T04:45:00Z"),
+        minutes(20),
+    ) {
+        Start::Stop { resumes_at, .. } => assert_eq!(resumes_at, None),
+        other => panic!("{other:?}"),
+    }
     // Outside, and the next window opens after the deadline: no point waiting.
     match may_start(&schedule, deadline, at("2026-11-27T12:00:00Z"), minutes(15)) {
         Start::Stop { why, resumes_at } => {

@@ -240,6 +240,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         if let Some(drained) = drained {
             if busiest > 0 {
                 let per_task = drained / u32::try_from(busiest).unwrap_or(u32::MAX);
+                self.estimates.record(StepKind::Drain, drained);
                 self.estimates.record(StepKind::DrainPerTask, per_task);
             }
             let rebooted = held

@@ -161,8 +161,8 @@ fn nothing_held(sim: &SimFleet, ids: &[String]) {
 
 #[tokio::test(start_paused = true)]
 async fn a_reboot_that_would_not_end_before_the_close_is_not_begun() {
-    // The first reboot is expected to take 5 minutes plus 30 s for its task; the window
-    // has 5 minutes: nothing is drained, nothing is held.
+    // The first batch is expected to take a whole drain (5 minutes) and a reboot (5
+    // minutes); the window has 5 minutes: nothing is drained, nothing is held.
     let sim = unmanaged_with_tasks(2);
     let (outcome, events) = roll_reboots(&sim, window("Fri 08:00-08:05 UTC")).await;
     assert!(outcome.out_of_time, "{:?}", outcome.halted);
@@ -185,9 +185,9 @@ async fn a_reboot_that_would_not_end_before_the_close_is_not_begun() {
 
 #[tokio::test(start_paused = true)]
 async fn reboots_go_on_while_their_measured_duration_fits_then_stop_put_back() {
-    let sim = unmanaged_with_tasks(4);
-    let close = START + 8 * 60;
-    let (outcome, events) = roll_reboots(&sim, window("Fri 08:00-08:08 UTC")).await;
+    let sim = unmanaged_with_tasks(6);
+    let close = START + 12 * 60;
+    let (outcome, events) = roll_reboots(&sim, window("Fri 08:00-08:12 UTC")).await;
     let batches = every_wave_ended_by(&outcome, &events, close);
     // The first batch starts on the defaults; the later ones on what it took.
     assert!(batches >= 2, "{batches}: {:?}", outcome.states);
@@ -195,7 +195,7 @@ async fn reboots_go_on_while_their_measured_duration_fits_then_stop_put_back() {
     assert!(outcome.count("needs-reboot") >= 1, "{:?}", outcome.states);
     assert_eq!(
         outcome.count("done") + outcome.count("needs-reboot"),
-        4,
+        6,
         "{:?}",
         outcome.states
     );
