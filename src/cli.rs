@@ -3,14 +3,14 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan;
-use crate::report::OutputFormat;
+use crate::report::{ColorChoice, OutputFormat};
 use crate::rollout::run::Strategy;
 use crate::verify::VerifyMode;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "privlink-restart",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("PRIVLINK_GIT_REVISION"), ")"),
     about = "Moves ECS agents onto AWS PrivateLink endpoints, safely and with proof",
     long_about = "Moves ECS agents onto AWS PrivateLink endpoints, safely and with proof.\n\n\
         After the ecs, ecs-agent, ecs-telemetry, ecr.api, ecr.dkr and S3 gateway endpoints exist, \
@@ -22,10 +22,13 @@ use crate::verify::VerifyMode;
         from this machine or another.",
     after_help = "Exit codes: 0 done or ready; 1 blocking findings, or instances failed or not moved; \
         2 usage, configuration or AWS access error; 3 stopped early and resumable (interrupt, \
-        lease lost); 4 another run holds the cluster; 130 a second Ctrl-C.",
-    args_conflicts_with_subcommands = true
+        lease lost, out of --window or --deadline time); 4 another run holds the cluster; 130 a \
+        second Ctrl-C."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub cutover: CutoverArgs,
+
     #[command(flatten)]
     pub aws: AwsArgs,
 
@@ -37,8 +40,9 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Output")]
     pub verbose: bool,
 
-    #[command(flatten)]
-    pub cutover: CutoverArgs,
+    /// Colour in human output: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = "Output")]
+    pub color: ColorChoice,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -48,44 +52,24 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct CutoverArgs {
     /// ECS cluster name or ARN
-    #[arg(long, value_parser = plan::parse_cluster)]
+    #[arg(long, value_parser = plan::parse_cluster, help_heading = "Cutover")]
     pub cluster: Option<String>,
 
-    /// Check and show the plan, then stop: change nothing
-    #[arg(long)]
+    /// Check, show the plan and the estimate, then stop: change nothing
+    #[arg(long, help_heading = "Cutover")]
     pub dry_run: bool,
 
-    /// Do not ask before restarting (needed when stdin is not a terminal)
-    #[arg(short, long)]
-    pub yes: bool,
+    /// Only these EC2 instance ids (comma-separated)
+    #[arg(long, value_delimiter = ',', help_heading = "Selection")]
+    pub instances: Vec<String>,
 
-    /// Run despite blocking findings; each overridden finding id is named in the output
-    #[arg(long, help_heading = "Safety")]
-    pub force: bool,
+    /// Leave these EC2 instance ids alone (comma-separated)
+    #[arg(long, value_delimiter = ',', help_heading = "Selection")]
+    pub exclude: Vec<String>,
 
-    /// Where journals are kept [default: $XDG_STATE_HOME/privlink-restart, else ~/.local/state/privlink-restart]
-    #[arg(long, env = "PRIVLINK_RESTART_STATE_DIR", help_heading = "Durability")]
-    pub state_dir: Option<std::path::PathBuf>,
-
-    /// Finish the unfinished earlier run, if any (put back what it owes, skip what it did) instead of being asked; if the last run finished, do nothing
-    #[arg(long, conflicts_with = "fresh", help_heading = "Durability")]
-    pub resume: bool,
-
-    /// Set an unfinished earlier run aside and start over (what it owes is still put back)
-    #[arg(long, help_heading = "Durability")]
-    pub fresh: bool,
-
-    /// Take over the cluster's lease from a run that stopped renewing it (only once it is expired by two renewal intervals)
-    #[arg(long, help_heading = "Durability")]
-    pub break_lease: bool,
-
-    /// How often the cluster's lease is renewed; it lasts three intervals
-    #[arg(long, default_value = "30s", value_parser = plan::parse_lease_interval, help_heading = "Durability")]
-    pub lease_interval: std::time::Duration,
-
-    /// The endpoints live in another (hub or shared) VPC: missing local endpoints only warn
-    #[arg(long)]
-    pub shared_endpoints: bool,
+    /// Only instances of this Auto Scaling group
+    #[arg(long, help_heading = "Selection")]
+    pub asg: Option<String>,
 
     /// How to restart the agent: its supervisor (auto), or one method for every host
     #[arg(long, value_enum, default_value_t = RestartMethodArg::Auto, help_heading = "Rollout")]
@@ -98,10 +82,6 @@ pub struct CutoverArgs {
     /// Instances restarted first, alone; the rollout halts if any of them fails
     #[arg(long, default_value_t = 1, help_heading = "Rollout")]
     pub canary: usize,
-
-    /// Failed instances tolerated before the rollout halts (no new instance is touched after)
-    #[arg(long, default_value_t = 0, help_heading = "Safety")]
-    pub max_failures: usize,
 
     /// Keep every wave inside one Availability Zone
     #[arg(long, help_heading = "Rollout")]
@@ -118,6 +98,22 @@ pub struct CutoverArgs {
     /// How often AWS is read while a wave is in flight
     #[arg(long, default_value = "1s", value_parser = plan::parse_duration, help_heading = "Rollout")]
     pub poll_interval: std::time::Duration,
+
+    /// A maintenance window: days, a time range and an IANA time zone, e.g. "Sat,Sun 02:00-05:00 Europe/Berlin" or "Mon-Fri 22:00-06:00 UTC" (a range past midnight belongs to the day it starts); repeat for more. Outside them the run waits; inside, a wave or reboot starts only if it is expected to end before the window closes
+    #[arg(long = "window", value_name = "SPEC", value_parser = parse_window, help_heading = "Timing")]
+    pub windows: Vec<crate::window::Window>,
+
+    /// Start nothing that is expected to end after this: a time with an offset (2026-12-01T06:00Z) or a duration from now (90m, 2h)
+    #[arg(long, value_name = "TIME|DURATION", value_parser = parse_deadline, help_heading = "Timing")]
+    pub deadline: Option<String>,
+
+    /// Outside the maintenance windows, exit 3 at once instead of waiting for the next one
+    #[arg(long, help_heading = "Timing")]
+    pub no_wait: bool,
+
+    /// The endpoints live in another (hub or shared) VPC: missing local endpoints only warn
+    #[arg(long, help_heading = "Verification")]
+    pub shared_endpoints: bool,
 
     /// What proves an instance done after its restart or reboot: its agent's path probed onto the endpoints (private), ECS showing it connected (connected), or the restart's own proof (none) [default: private where SSM reaches the instance, connected where it does not]
     #[arg(long, value_enum, help_heading = "Verification")]
@@ -147,6 +143,18 @@ pub struct CutoverArgs {
     #[arg(long, help_heading = "Fallback")]
     pub use_standby: bool,
 
+    /// Do not ask before restarting (needed when stdin is not a terminal)
+    #[arg(short, long, help_heading = "Safety")]
+    pub yes: bool,
+
+    /// Run despite blocking findings; each overridden finding id is named in the output
+    #[arg(long, help_heading = "Safety")]
+    pub force: bool,
+
+    /// Failed instances tolerated before the rollout halts (no new instance is touched after)
+    #[arg(long, default_value_t = 0, help_heading = "Safety")]
+    pub max_failures: usize,
+
     /// Drain even when the placement check finds the tasks will not fit elsewhere
     #[arg(long, help_heading = "Safety")]
     pub skip_capacity_check: bool,
@@ -159,29 +167,25 @@ pub struct CutoverArgs {
     #[arg(long, help_heading = "Safety")]
     pub reboot_after_drain_timeout: bool,
 
-    /// A maintenance window: days, a time range and an IANA time zone, e.g. "Sat,Sun 02:00-05:00 Europe/Berlin" or "Mon-Fri 22:00-06:00 UTC" (a range past midnight belongs to the day it starts); repeat for more. Outside them the run waits; inside, a wave or reboot starts only if it is expected to end before the window closes
-    #[arg(long = "window", value_name = "SPEC", value_parser = parse_window, help_heading = "Timing")]
-    pub windows: Vec<crate::window::Window>,
+    /// Where journals are kept [default: $XDG_STATE_HOME/privlink-restart, else ~/.local/state/privlink-restart]
+    #[arg(long, env = "PRIVLINK_RESTART_STATE_DIR", help_heading = "Durability")]
+    pub state_dir: Option<std::path::PathBuf>,
 
-    /// Start nothing that is expected to end after this: a time with an offset (2026-12-01T06:00Z) or a duration from now (90m, 2h)
-    #[arg(long, value_name = "TIME|DURATION", value_parser = parse_deadline, help_heading = "Timing")]
-    pub deadline: Option<String>,
+    /// Finish the unfinished earlier run, if any (put back what it owes, skip what it did) instead of being asked; if the last run finished, do nothing
+    #[arg(long, conflicts_with = "fresh", help_heading = "Durability")]
+    pub resume: bool,
 
-    /// Outside the maintenance windows, exit 3 at once instead of waiting for the next one
-    #[arg(long, help_heading = "Timing")]
-    pub no_wait: bool,
+    /// Set an unfinished earlier run aside and start over (what it owes is still put back)
+    #[arg(long, help_heading = "Durability")]
+    pub fresh: bool,
 
-    /// Only these EC2 instance ids (comma-separated)
-    #[arg(long, value_delimiter = ',', help_heading = "Selection")]
-    pub instances: Vec<String>,
+    /// Take over the cluster's lease from a run that stopped renewing it (only once it is expired by two renewal intervals)
+    #[arg(long, help_heading = "Durability")]
+    pub break_lease: bool,
 
-    /// Leave these EC2 instance ids alone (comma-separated)
-    #[arg(long, value_delimiter = ',', help_heading = "Selection")]
-    pub exclude: Vec<String>,
-
-    /// Only instances of this Auto Scaling group
-    #[arg(long, help_heading = "Selection")]
-    pub asg: Option<String>,
+    /// How often the cluster's lease is renewed; it lasts three intervals
+    #[arg(long, default_value = "30s", value_parser = plan::parse_lease_interval, help_heading = "Durability")]
+    pub lease_interval: std::time::Duration,
 }
 
 fn parse_window(raw: &str) -> Result<crate::window::Window, String> {
@@ -233,6 +237,17 @@ pub enum Command {
     Verify(VerifyArgs),
     /// The whole cutover on a built-in simulated cluster: no AWS account needed
     Demo(DemoArgs),
+    /// Print a shell completion script: privlink-restart completions bash > /etc/bash_completion.d/privlink-restart
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): privlink-restart man | man -l -
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -297,3 +312,58 @@ pub struct DemoArgs {
     #[arg(long)]
     pub faults: bool,
 }
+
+impl Cli {
+    /// Parses the command line. Global options (AWS, output) go before or after a
+    /// subcommand; the cutover's own options only without one.
+    pub fn parse_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = Cli::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        if let Some((name, _)) = matches.subcommand() {
+            let cutover = CutoverArgs::augment_args(clap::Command::new("cutover"));
+            for arg in cutover.get_arguments() {
+                if matches.value_source(arg.get_id().as_str())
+                    == Some(clap::parser::ValueSource::CommandLine)
+                {
+                    let flag = arg.get_long().unwrap_or_else(|| arg.get_id().as_str());
+                    return Err(command.error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "--{flag} belongs to the cutover and cannot be used with the subcommand '{name}'"
+                        ),
+                    ));
+                }
+            }
+        }
+        Cli::from_arg_matches(&matches)
+    }
+}
+
+/// The completion script for `shell`, written to `out`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "privlink-restart", out);
+}
+
+/// The manual page (roff) of the command and its subcommands, written to `out`.
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("privlink-restart-{}", sub.get_name());
+        let sub = sub.clone().name(name);
+        writeln!(out)?;
+        clap_mangen::Man::new(sub).render(out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

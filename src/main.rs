@@ -5,8 +5,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
-
 use privlink_restart::cli::{Cli, Command, CutoverArgs, DemoArgs, RestartMethodArg};
 use privlink_restart::clock::SystemClock;
 use privlink_restart::cutover::{self, Console, CutoverPlan, Durability, Operator, StopSignal};
@@ -18,7 +16,7 @@ use privlink_restart::journal::{default_state_dir, JournalStore};
 use privlink_restart::lease::LeaseTerms;
 use privlink_restart::plan::{CheckPlan, IamPolicyPlan};
 use privlink_restart::preflight::{self, PreflightOptions};
-use privlink_restart::report::{self, CheckReport, Colour, OutputFormat};
+use privlink_restart::report::{self, CheckReport, ColorChoice, Colour, OutputFormat};
 use privlink_restart::rollout::plan::Selection;
 use privlink_restart::rollout::run::{FallbackConfig, RolloutConfig};
 use privlink_restart::rollout::script::RestartMethod;
@@ -27,8 +25,12 @@ use privlink_restart::verify::command::VerifyPlan;
 use privlink_restart::verify::{self, ProbeConfig};
 use privlink_restart::{exit, fleet};
 
+/// `--color`, set once at start: every report on stdout follows it.
+static COLOR: std::sync::OnceLock<ColorChoice> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from_args(std::env::args_os()).unwrap_or_else(|error| error.exit());
+    COLOR.get_or_init(|| cli.color);
     let aws = AwsSettings {
         region: cli.aws.region.clone(),
         profile: cli.aws.profile.clone(),
@@ -69,6 +71,19 @@ fn main() -> ExitCode {
             cli.verbose,
         )),
         Some(Command::Demo(args)) => run_async(demo(args, cli.output)),
+        Some(Command::Completions(args)) => {
+            privlink_restart::cli::completions(args.shell, &mut std::io::stdout());
+            exit::OK
+        }
+        Some(Command::Man) => match privlink_restart::cli::man_page(&mut std::io::stdout()) {
+            Ok(()) => exit::OK,
+            // `man | head`: the reader has what it wanted.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+            Err(error) => {
+                eprintln!("error: cannot write the manual page: {error}");
+                exit::USAGE
+            }
+        },
         Some(Command::Status(args)) => match state_store(args.state_dir) {
             Ok(store) => run_async(status(aws, args.cluster, store, cli.output)),
             Err(code) => code,
@@ -101,7 +116,8 @@ fn run_async(work: impl std::future::Future<Output = i32>) -> i32 {
 }
 
 fn colour_for_stdout() -> Colour {
-    Colour::for_terminal(
+    Colour::chosen(
+        COLOR.get().copied().unwrap_or_default(),
         std::io::stdout().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     )

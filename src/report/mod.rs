@@ -11,8 +11,8 @@ use clap::ValueEnum;
 
 pub use check::{render_check_human, render_check_json, CheckReport};
 pub use rollout::{
-    humantime, render_estimate_human, render_event_json, render_plan_human, render_plan_json,
-    render_summary_human, render_summary_json, ProgressView, SummaryRow, Timings,
+    humantime, next_step_line, render_estimate_human, render_event_json, render_plan_human,
+    render_plan_json, render_summary_human, render_summary_json, ProgressView, SummaryRow, Timings,
 };
 pub use verify::{render_verify_human, render_verify_json};
 
@@ -32,12 +32,39 @@ pub enum Colour {
     Off,
 }
 
+/// `--color`: when human output uses colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
 impl Colour {
-    /// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
+    /// Colour only on a terminal, and never when `NO_COLOR` is set to anything but the
+    /// empty string (https://no-color.org).
     pub fn for_terminal(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> Colour {
-        match (is_terminal, no_color) {
-            (true, None) => Colour::On,
-            _ => Colour::Off,
+        let no_color = no_color.is_some_and(|value| !value.is_empty());
+        if is_terminal && !no_color {
+            Colour::On
+        } else {
+            Colour::Off
+        }
+    }
+
+    /// What `--color` asks for: `always` and `never` win over the terminal and
+    /// `NO_COLOR` (a flag on the command line is the more specific wish).
+    pub fn chosen(
+        choice: ColorChoice,
+        is_terminal: bool,
+        no_color: Option<&std::ffi::OsStr>,
+    ) -> Colour {
+        match choice {
+            ColorChoice::Always => Colour::On,
+            ColorChoice::Never => Colour::Off,
+            ColorChoice::Auto => Colour::for_terminal(is_terminal, no_color),
         }
     }
 
@@ -62,9 +89,26 @@ mod tests {
             Colour::for_terminal(true, Some(OsStr::new("1"))),
             Colour::Off
         );
-        assert_eq!(
-            Colour::for_terminal(true, Some(OsStr::new(""))),
-            Colour::Off
-        );
+        // An empty NO_COLOR is as good as none.
+        assert_eq!(Colour::for_terminal(true, Some(OsStr::new(""))), Colour::On);
+    }
+
+    #[test]
+    fn the_color_flag_wins_over_the_terminal_and_no_color() {
+        let no = Some(OsStr::new("1"));
+        let cases = [
+            (ColorChoice::Auto, true, None, Colour::On),
+            (ColorChoice::Auto, true, no, Colour::Off),
+            (ColorChoice::Auto, false, None, Colour::Off),
+            (ColorChoice::Always, false, no, Colour::On),
+            (ColorChoice::Never, true, None, Colour::Off),
+        ];
+        for (choice, terminal, no_color, expected) in cases {
+            assert_eq!(
+                Colour::chosen(choice, terminal, no_color),
+                expected,
+                "{choice:?} {terminal} {no_color:?}"
+            );
+        }
     }
 }
