@@ -531,7 +531,14 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             .iter()
             .map(|ci| (ci.ec2_instance_id.clone(), ci.arn.clone()))
             .collect();
-        let mut progress = human.then(|| ProgressView::new(pending, console.progress_visible()));
+        // The bar counts every instance the run moves: restarts and reboots.
+        let reboots = rollout_plan
+            .preset
+            .iter()
+            .filter(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }))
+            .count();
+        let mut progress =
+            human.then(|| ProgressView::new(pending + reboots, console.progress_visible()));
         let mut timings = Timings::default();
         let input = RolloutInput {
             cluster: cluster.clone(),
@@ -602,6 +609,15 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         if human {
             console.out(&report::render_summary_human(
                 &outcome, &rows, &timings, &verdicts, &requests, colour,
+            ));
+            let tasks = checked
+                .findings
+                .iter()
+                .filter(|f| f.id.starts_with("task-"))
+                .count();
+            console.out(&format!(
+                "{}\n",
+                report::next_step_line(&outcome, &verdicts, &cluster, tasks)
             ));
         } else {
             console.out(&report::render_summary_json(

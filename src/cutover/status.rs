@@ -151,10 +151,20 @@ pub async fn status<F: Fleet>(
                         .map(str::to_string)
                         .or_else(|| {
                             value.get("evidence").map(|e| {
-                                format!(
-                                    "agent started {}, ACS {}",
-                                    e["agent_started"], e["acs_connected"]
-                                )
+                                let time = |v: &Value| v.as_i64().map_or("-".into(), rfc3339);
+                                if e["method"] == "reboot" {
+                                    format!(
+                                        "rebooted {}, back {}",
+                                        time(&e["rebooted_at"]),
+                                        time(&e["back_at"])
+                                    )
+                                } else {
+                                    format!(
+                                        "agent started {}, ACS {}",
+                                        time(&e["agent_started"]),
+                                        time(&e["acs_connected"])
+                                    )
+                                }
                             })
                         })
                         .unwrap_or_default();

@@ -59,7 +59,16 @@ pub fn render_plan_human(
     colour: Colour,
 ) -> String {
     let mut out = String::new();
-    let width = config.waves.max_unavailable.resolve(plan.targets.len());
+    // As the run resolves it: from the instances it will restart or reboot.
+    let reboots = plan
+        .preset
+        .iter()
+        .filter(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }))
+        .count();
+    let width = config
+        .waves
+        .max_unavailable
+        .resolve(plan.to_restart() + reboots);
     let over_ssm: usize = plan.waves.iter().map(|w| w.instance_ids.len()).sum();
     let _ = writeln!(
         out,
@@ -462,6 +471,54 @@ pub fn render_summary_human(
     out
 }
 
+/// The one next step after a run, for people: what the run leaves to do, never a claim
+/// beyond what was checked. `task_findings` are the preflight's `task-*` findings: tasks
+/// that still need the internet (or an endpoint) once the NAT gateway goes.
+pub fn next_step_line(
+    outcome: &Outcome,
+    verdicts: &BTreeMap<String, Verdict>,
+    cluster: &str,
+    task_findings: usize,
+) -> String {
+    let unmoved = ["failed", "pending", "needs-reboot"]
+        .iter()
+        .map(|s| outcome.count(s))
+        .sum::<usize>();
+    if outcome.stopped {
+        return "Next: resume with the command above (the journal knows where it stopped).".into();
+    }
+    if unmoved > 0 || outcome.halted.is_some() {
+        return format!(
+            "Next: mend what the detail column names (docs/TROUBLESHOOTING.md), then `privlink-restart --cluster {cluster} --resume`."
+        );
+    }
+    let settled: Vec<&String> = outcome
+        .states
+        .iter()
+        .filter(|(id, s)| {
+            matches!(s, InstanceState::Done { .. })
+                || (matches!(s, InstanceState::Skipped { .. }) && verdicts.contains_key(*id))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    let all_private = !settled.is_empty()
+        && settled
+            .iter()
+            .all(|id| verdicts.get(*id).is_some_and(|v| v.path == Path::Private));
+    if !all_private {
+        return format!(
+            "Next: `privlink-restart verify --cluster {cluster}` shows each agent's path with its evidence."
+        );
+    }
+    if task_findings > 0 {
+        return format!(
+            "Next: {} still need a way out without the NAT gateway: see `privlink-restart check --cluster {cluster}`.",
+            plural(task_findings, "task finding", "task findings")
+        );
+    }
+    "Next: every agent here is proven on the endpoints; docs/RUNBOOK.md lists what to check before removing the NAT gateway.".into()
+}
+
 /// What the path verdicts prove about the agents that are done or were skipped as
 /// already private: no claim beyond what was probed.
 fn path_line(outcome: &Outcome, verdicts: &BTreeMap<String, Verdict>) -> Option<String> {
@@ -502,10 +559,7 @@ fn path_line(outcome: &Outcome, verdicts: &BTreeMap<String, Verdict>) -> Option<
             "{off} probed off the endpoints (--verify connected; see their verdicts)"
         ));
     }
-    Some(format!(
-        "{}; `privlink-restart verify` checks again.",
-        parts.join("; ")
-    ))
+    Some(format!("{}.", parts.join("; ")))
 }
 
 #[derive(Serialize)]
@@ -651,5 +705,69 @@ impl ProgressView {
             bar.finish_and_clear();
         }
         self.total.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::state::tests::evidence;
+
+    fn outcome(states: &[(&str, InstanceState)]) -> Outcome {
+        Outcome {
+            states: states
+                .iter()
+                .map(|(id, s)| (id.to_string(), s.clone()))
+                .collect(),
+            halted: None,
+            aws_error: false,
+            journal_error: false,
+            stopped: false,
+            waves: 1,
+            verdicts: BTreeMap::new(),
+            resumes_at: None,
+            out_of_time: false,
+            estimates: Default::default(),
+        }
+    }
+
+    fn path(p: Path) -> Verdict {
+        Verdict {
+            path: p,
+            ..Verdict::unprobed("test")
+        }
+    }
+
+    #[test]
+    fn the_summary_ends_with_one_next_step() {
+        let done = || InstanceState::Done {
+            evidence: Proof::Restart(evidence(100, 101, 102)),
+        };
+        let private: BTreeMap<String, Verdict> = [("i-1", Path::Private), ("i-2", Path::Private)]
+            .into_iter()
+            .map(|(id, p)| (id.to_string(), path(p)))
+            .collect();
+        let both_done = outcome(&[("i-1", done()), ("i-2", done())]);
+        let failed = outcome(&[
+            ("i-1", done()),
+            ("i-2", InstanceState::Failed { reason: "x".into() }),
+        ]);
+        let mut stopped = both_done.clone();
+        stopped.stopped = true;
+        let mut one_public = private.clone();
+        one_public.insert("i-2".into(), path(Path::Public));
+        let cases = [
+            (&both_done, &private, 0, "every agent here is proven on the endpoints"),
+            (&both_done, &private, 2, "Next: 2 task findings still need a way out without the NAT gateway: see `privlink-restart check --cluster prod`."),
+            (&both_done, &one_public, 0, "Next: `privlink-restart verify --cluster prod`"),
+            (&both_done, &BTreeMap::new(), 0, "Next: `privlink-restart verify --cluster prod`"),
+            (&failed, &private, 0, "then `privlink-restart --cluster prod --resume`"),
+            (&stopped, &private, 0, "Next: resume with the command above"),
+        ];
+        for (outcome, verdicts, tasks, expected) in cases {
+            let line = next_step_line(outcome, verdicts, "prod", tasks);
+            assert!(line.starts_with("Next: "), "{line}");
+            assert!(line.contains(expected), "{expected:?} not in {line:?}");
+        }
     }
 }

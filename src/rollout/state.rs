@@ -288,7 +288,7 @@ pub fn judge(evidence: &Evidence, agent_connected: bool) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn evidence(restart_at: i64, agent_started: i64, acs_connected: i64) -> Evidence {

@@ -674,6 +674,14 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             if waiting.is_empty() {
                 return Ok(());
             }
+            // A stop request (Ctrl-C, the lease lost) ends the wait: the instance is put
+            // back without its reboot, its tasks where the drain left them.
+            if let Some(why) = self.hooks.stop_reason() {
+                for h in waiting {
+                    endings.insert(h.id.clone(), Ending::Stopped(why.clone()));
+                }
+                return Ok(());
+            }
             self.checkpoint()?;
             tokio::time::sleep(fallback.drain_poll).await;
             let ids: Vec<String> = waiting.iter().map(|h| h.id.clone()).collect();

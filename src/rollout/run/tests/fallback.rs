@@ -716,6 +716,23 @@ async fn an_interrupt_during_a_drain_puts_the_instance_back_without_rebooting_it
     assert_eq!(outcome.states["i-0002"].name(), "needs-reboot", "{why}");
     assert!(why.contains("put back, not rebooted: interrupted"), "{why}");
     assert_put_back(&sim, &["i-0002"], &[]);
+    // Put back at once, not after waiting out the drain (its task takes 35 s to move).
+    let at = |name: &str| {
+        hooks.events.iter().rev().find_map(|e| match e {
+            RolloutEvent::StateChanged {
+                instance_id,
+                state,
+                at,
+            } if instance_id == "i-0002" && state.name() == name => Some(*at),
+            _ => None,
+        })
+    };
+    let (drained, back) = (at("draining").unwrap(), at("needs-reboot").unwrap());
+    assert!(
+        back - drained < 5,
+        "put back {}s after the interrupt",
+        back - drained
+    );
 }
 
 #[tokio::test(start_paused = true)]
