@@ -160,6 +160,67 @@ mod tests {
         (code, console.0)
     }
 
+    /// The demo with faults as JSON: the dry run's plan, then the run's events.
+    async fn plan_then_run(faults: bool) -> (serde_json::Value, Vec<serde_json::Value>) {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let settings = DemoSettings {
+            instances: 24,
+            speed: 10.0,
+            faults,
+        };
+        let mut outputs = Vec::new();
+        for dry_run in [true, false] {
+            let (sim, mut plan) = demo(settings, OutputFormat::Json, start);
+            plan.dry_run = dry_run;
+            let mut console = Quiet(String::new());
+            run(
+                &sim,
+                &SimClock::starting_at(start),
+                &plan,
+                &mut console,
+                &crate::cutover::StopSignal::default(),
+            )
+            .await
+            .unwrap();
+            outputs.push(console.0);
+        }
+        let plan = serde_json::from_str(outputs[0].trim()).unwrap();
+        let events = outputs[1]
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (plan, events)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_run_follows_the_waves_the_plan_showed() {
+        for faults in [false, true] {
+            let (plan, events) = plan_then_run(faults).await;
+            let planned: Vec<Vec<String>> = serde_json::from_value(
+                plan["waves"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w["instance_ids"].clone())
+                    .collect(),
+            )
+            .unwrap();
+            let run: Vec<Vec<String>> = events
+                .iter()
+                .filter(|e| e["event"] == "wave-started" && e["reboot"] == false)
+                .map(|e| serde_json::from_value(e["instance_ids"].clone()).unwrap())
+                .collect();
+            assert!(planned.len() > 3, "{plan}");
+            if faults {
+                // An instance away (the spot interruption) narrows the waves after it; the
+                // order stays the plan's.
+                assert_eq!(run.concat(), planned.concat());
+            } else {
+                assert_eq!(run, planned);
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_plain_demo_moves_every_agent_without_asking() {
         let (code, out) = play(false).await;

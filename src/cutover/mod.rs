@@ -820,7 +820,15 @@ fn replan_waves(plan: &mut RolloutPlan, cutover: &CutoverPlan) {
             availability_zone: t.availability_zone.clone(),
         })
         .collect();
-    plan.waves = plan_waves(&pending, cutover.rollout.waves);
+    // As wide as the run will make them: a share of everything it moves.
+    let width = cutover.rollout.waves.max_unavailable.resolve(plan.moves());
+    let policy = crate::rollout::waves::WavePolicy {
+        max_unavailable: crate::rollout::waves::MaxUnavailable::Count(
+            u32::try_from(width).unwrap_or(u32::MAX),
+        ),
+        ..cutover.rollout.waves
+    };
+    plan.waves = plan_waves(&pending, policy);
 }
 
 fn resume_hint(region: &str, cluster: &str) -> String {

@@ -59,16 +59,8 @@ pub fn render_plan_human(
     colour: Colour,
 ) -> String {
     let mut out = String::new();
-    // As the run resolves it: from the instances it will restart or reboot.
-    let reboots = plan
-        .preset
-        .iter()
-        .filter(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }))
-        .count();
-    let width = config
-        .waves
-        .max_unavailable
-        .resolve(plan.to_restart() + reboots);
+    // As the run resolves it: from the instances it moves.
+    let width = config.waves.max_unavailable.resolve(plan.moves());
     let over_ssm: usize = plan.waves.iter().map(|w| w.instance_ids.len()).sum();
     let _ = writeln!(
         out,

@@ -127,6 +127,18 @@ impl RolloutPlan {
             .count()
     }
 
+    /// The instances the run moves: restarts to send, reboots to do, and what an earlier
+    /// run left under way. `--max-unavailable N%` is a share of these, for the plan as for
+    /// the run.
+    pub fn moves(&self) -> usize {
+        self.to_restart()
+            + self
+                .preset
+                .iter()
+                .filter(|(_, s)| matches!(s, InstanceState::NeedsReboot { .. }) || s.is_in_flight())
+                .count()
+    }
+
     /// The findings `--force` overrides, one per id.
     pub fn overrides(&self) -> Vec<Override> {
         let mut overrides: Vec<Override> = Vec::new();

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::estimate::{Estimates, StepKind};
 use super::script::{parse_evidence, Evidence, EvidenceError, RestartMethod};
 use super::state::{Event, InstanceState, Proof};
-use super::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
+use super::waves::{next_wave, plan_waves, Candidate, MaxUnavailable, Wave, WavePolicy};
 use crate::clock::{unix_seconds, Clock};
 use crate::fleet::{
     AgentState, CommandId, Fleet, FleetError, InstanceMark, InvocationStatus, RestartRequest,
@@ -325,6 +325,8 @@ struct Rollout<'a, F, C: ?Sized> {
     verdicts: BTreeMap<String, Verdict>,
     /// What steps took so far, for the time limits.
     estimates: Estimates,
+    /// The order the waves take the instances in: the plan's, fixed at the first wave.
+    wave_order: Option<Vec<String>>,
     out_of_time: bool,
     resumes_at: Option<i64>,
 }
@@ -373,6 +375,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         site,
         verdicts: BTreeMap::new(),
         estimates,
+        wave_order: None,
         out_of_time: false,
         resumes_at: None,
     };
@@ -609,7 +612,26 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         let settle_until = Instant::now() + self.config.agent_timeout;
         while !waiting.is_empty() {
             let mut outstanding = Outstanding::default();
-            let refused = self.prober().start(&waiting, &mut outstanding).await?;
+            let mut refused = self.prober().start(&waiting, &mut outstanding).await?;
+            // SSM refuses a probe for an instance that is gone (terminated after its
+            // restart): it left, it did not fail.
+            if !refused.is_empty() {
+                let ids: Vec<String> = refused.keys().cloned().collect();
+                let agents = self.agents(&ids).await?;
+                for id in ids {
+                    if self.agent_of(&agents, &id).is_none() {
+                        refused.remove(&id);
+                        let reason =
+                            "left the cluster after its restart, before its path was probed";
+                        self.set(
+                            &id,
+                            InstanceState::Gone {
+                                reason: reason.into(),
+                            },
+                        );
+                    }
+                }
+            }
             self.conclude(refused, None);
             let mut again = Vec::new();
             while !outstanding.is_empty() {
@@ -775,24 +797,64 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                      disconnected, which uses up --max-unavailable {width}"
                 )));
             }
-            // Re-plan from what is left; only the first wave is a canary.
-            let policy = WavePolicy {
-                max_unavailable: MaxUnavailable::Count(u32::try_from(room).unwrap_or(u32::MAX)),
-                canary: if self.waves_done == 0 {
-                    self.config.waves.canary
-                } else {
-                    0
-                },
-                by_az: self.config.waves.by_az,
+            // The waves follow the plan's order (as the plan showed them), each as wide as
+            // the room left; only the first wave is a canary.
+            let order = self.wave_order.get_or_insert_with(|| {
+                let everyone = self
+                    .states
+                    .iter()
+                    .filter(|(_, s)| **s == InstanceState::Pending)
+                    .filter_map(|(id, _)| self.targets.get(id))
+                    .map(|t| Candidate {
+                        instance_id: t.instance_id.clone(),
+                        availability_zone: t.availability_zone.clone(),
+                    })
+                    .collect::<Vec<_>>();
+                let policy = WavePolicy {
+                    max_unavailable: MaxUnavailable::Count(
+                        u32::try_from(width).unwrap_or(u32::MAX),
+                    ),
+                    ..self.config.waves
+                };
+                plan_waves(&everyone, policy)
+                    .into_iter()
+                    .flat_map(|w| w.instance_ids)
+                    .collect()
+            });
+            let by_id: BTreeMap<&str, &Candidate> = pending
+                .iter()
+                .map(|c| (c.instance_id.as_str(), c))
+                .collect();
+            let mut ordered: Vec<Candidate> = order
+                .iter()
+                .filter_map(|id| by_id.get(id.as_str()).map(|c| (*c).clone()))
+                .collect();
+            let known: BTreeSet<&String> = order.iter().collect();
+            ordered.extend(
+                pending
+                    .iter()
+                    .filter(|c| !known.contains(&c.instance_id))
+                    .cloned(),
+            );
+            let canary = self.waves_done == 0 && self.config.waves.canary > 0;
+            let take = if canary {
+                self.config.waves.canary.min(room)
+            } else {
+                room
             };
-            // No wave left to plan: the rollout is complete, not halted (or every pending
+            let instance_ids = next_wave(&ordered, take, self.config.waves.by_az);
+            // No wave left: the rollout is complete, not halted (or every pending
             // instance is still away from an earlier run: wait for them).
-            let Some(wave) = plan_waves(&pending, policy).into_iter().next() else {
+            if instance_ids.is_empty() {
                 if pending_away.is_empty() {
                     return Ok(None);
                 }
                 tokio::time::sleep(self.config.poll_interval).await;
                 continue;
+            }
+            let wave = Wave {
+                canary,
+                instance_ids,
             };
             if let Some(why) = self.out_of_time(self.estimates.expected(StepKind::Restart)) {
                 return Ok(Some(why));

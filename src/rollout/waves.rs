@@ -113,6 +113,22 @@ pub fn plan_waves(candidates: &[Candidate], policy: WavePolicy) -> Vec<Wave> {
     waves
 }
 
+/// The next wave from candidates in plan order (the order [`plan_waves`] puts them in):
+/// the first `take` of them, and with `--by-az` only those in the first one's zone. Taken
+/// wave by wave from what is left, this gives the planned waves as long as nothing
+/// changes, and fewer at once when less room is left.
+pub fn next_wave(ordered: &[Candidate], take: usize, by_az: bool) -> Vec<String> {
+    let Some(first) = ordered.first() else {
+        return Vec::new();
+    };
+    ordered
+        .iter()
+        .take_while(|c| !by_az || c.availability_zone == first.availability_zone)
+        .take(take.max(1))
+        .map(|c| c.instance_id.clone())
+        .collect()
+}
+
 fn round_robin(zones: Vec<Vec<&Candidate>>) -> Vec<&Candidate> {
     let longest = zones.iter().map(Vec::len).max().unwrap_or(0);
     (0..longest)

@@ -491,3 +491,33 @@ async fn waves_are_spaced_by_the_wave_pause() {
 mod fallback;
 mod verify;
 mod window;
+
+#[tokio::test(start_paused = true)]
+async fn the_waves_run_are_the_waves_planned() {
+    for by_az in [false, true] {
+        let mut config = config(MaxUnavailable::Count(4), 2);
+        config.waves.by_az = by_az;
+        let (outcome, events, sim) = rollout(zones(23), config.clone()).await;
+        assert_eq!(outcome.count("done"), 23);
+        let candidates: Vec<Candidate> = sim
+            .targets()
+            .into_iter()
+            .map(|t| Candidate {
+                instance_id: t.instance_id,
+                availability_zone: t.availability_zone,
+            })
+            .collect();
+        let planned: Vec<Vec<String>> = plan_waves(&candidates, config.waves)
+            .into_iter()
+            .map(|w| w.instance_ids)
+            .collect();
+        let run: Vec<Vec<String>> = events
+            .iter()
+            .filter_map(|e| match e {
+                RolloutEvent::WaveStarted { instance_ids, .. } => Some(instance_ids.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(run, planned, "by_az {by_az}");
+    }
+}
