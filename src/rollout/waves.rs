@@ -1,5 +1,6 @@
 //! Waves: which instances restart together. Pure: the candidates and the policy in, the
-//! waves out; the orchestrator re-plans from what is left before each wave.
+//! waves out; the orchestrator takes them in the plan's order, each as wide as the room
+//! left (`next_wave`).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod check;
 mod cutover;
+mod docs;
 mod durability;
 mod fallback;
 mod harness;
