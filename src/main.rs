@@ -286,7 +286,7 @@ fn cutover_plan(
     store: JournalStore,
 ) -> Result<CutoverPlan, String> {
     let cluster = args.cluster.ok_or(
-        "the cutover needs --cluster NAME (or a subcommand: check, status, iam-policy, demo); see --help",
+        "the cutover needs --cluster NAME (or a subcommand: check, verify, status, iam-policy, demo); see --help",
     )?;
     // A duration counts from now, when the run starts.
     let deadline = args

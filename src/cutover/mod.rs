@@ -156,7 +156,10 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             console.err(&format!("  ✗ {}: {}\n", finding.id, finding.summary));
         }
         if !cutover.force {
-            console.err("Blocked: fix the findings above (see `privlink-restart check`), or pass --force to run anyway.\n");
+            console.err(&format!(
+                "Blocked: fix the findings above (`privlink-restart check --cluster {} --region {}` explains each, docs/TROUBLESHOOTING.md how to fix it), or pass --force to run anyway.\n",
+                cluster, inventory.cluster.region
+            ));
             return Ok(exit::BLOCKED);
         }
         let ids: Vec<&str> = overrides.iter().map(|o| o.id).collect();
@@ -329,7 +332,10 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     }
     let resuming = prior.run.is_some();
     if (resuming || prior.owes()) && !durability.resume && !durability.fresh && cutover.assume_yes {
-        console.err("error: an earlier run is unfinished (see above): pass --resume to finish it, or --fresh to start over\n");
+        console.err(&format!(
+            "error: cluster {cluster} has an unfinished run{} (see above): pass --resume to finish it, or --fresh to set it aside and start over\n",
+            prior.run.as_ref().map(|(r, _)| format!(" {}", r.0)).unwrap_or_default()
+        ));
         return Ok(exit::USAGE);
     }
     if !cutover.assume_yes {
@@ -427,7 +433,9 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     };
     if record_now != record_seen {
         let _ = lease.release(fleet).await;
-        console.err("error: another run changed this cluster while this one was being confirmed; nothing was changed. Run again to see what it left.\n");
+        console.err(&format!(
+            "error: another run changed cluster {cluster} while this one was being confirmed; nothing was changed. See `privlink-restart status --cluster {cluster}`, then run again.\n"
+        ));
         return Ok(exit::LEASE_HELD);
     }
     if durability.fresh {
@@ -632,7 +640,10 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             return Ok(exit::USAGE);
         }
         if let Err(error) = recorded {
-            console.err(&format!("warning: could not record the run's end on AWS: {error}\n"));
+            console.err(&format!(
+                "warning: could not record the end of run {} on AWS ({error}); the next run may take it for unfinished: see `privlink-restart status --cluster {cluster}`\n",
+                run_id.0
+            ));
         }
         if outcome.aws_error || outcome.journal_error {
             // The rollout lost AWS or its journal: nothing more could be started or followed.
@@ -674,7 +685,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     // The lease goes whatever happened; a run that cannot release it lets it expire.
     if let Err(error) = lease.into_inner().release(fleet).await {
         console.err(&format!(
-            "warning: could not release the cluster's lease ({error}); it expires on its own\n"
+            "warning: could not release the lease on cluster {cluster} ({error}); it expires on its own within three --lease-interval, and until then other runs are refused\n"
         ));
     }
     code

@@ -120,7 +120,7 @@ fn admit<C: Clock + ?Sized>(
     };
     if let Some(deadline) = limits.deadline.filter(|d| now >= *d) {
         console.err(&format!(
-            "Not started: the deadline {deadline} has passed. Nothing was changed.\n"
+            "Not started: the deadline {deadline} has passed. Nothing was changed; pass a later --deadline.\n"
         ));
         return Some(exit::STOPPED);
     }
@@ -135,7 +135,7 @@ fn admit<C: Clock + ?Sized>(
     let local = limits.local(opens);
     if let Some(deadline) = limits.deadline.filter(|d| opens >= *d) {
         console.err(&format!(
-            "Not started: the next maintenance window opens at {local}, after the deadline {deadline}. Nothing was changed.\n"
+            "Not started: the next maintenance window opens at {local}, after the deadline {deadline}. Nothing was changed; move --deadline or --window.\n"
         ));
         return Some(exit::STOPPED);
     }

@@ -337,31 +337,37 @@ pub enum FleetError {
     #[error("no AWS region: pass --region, set AWS_REGION, or set a region in the profile")]
     NoRegion,
 
-    #[error("no usable AWS credentials ({reason}); set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run `aws sso login`")]
-    NoCredentials { reason: String },
+    #[error("no usable AWS credentials{} ({reason}); log in (`aws sso login{}`), or pass --profile / set AWS_PROFILE or AWS_ACCESS_KEY_ID", profile.as_deref().map(|p| format!(" for profile \"{p}\"")).unwrap_or_default(), profile.as_deref().map(|p| format!(" --profile {p}")).unwrap_or_default())]
+    NoCredentials {
+        reason: String,
+        profile: Option<String>,
+    },
 
-    #[error("cannot reach AWS at {endpoint} ({action}: {reason}); check --endpoint-url, the network or a proxy")]
+    #[error("AWS rejected the credentials for {action} ({reason}); log in again (`aws sso login`) or check --profile / AWS_PROFILE; in an opt-in region, enable the region for the account first")]
+    CredentialsRejected { action: String, reason: String },
+
+    #[error("cannot reach AWS at {endpoint} ({action}: {reason}); check the region (--region or the profile's: one that does not exist fails this way), --endpoint-url if one is set, the network or a proxy")]
     Unreachable {
         endpoint: String,
         action: String,
         reason: String,
     },
 
-    #[error("{action} was denied on {scope} ({reason}); grant it to the caller (see `privlink-restart iam-policy`)")]
+    #[error("{action} was denied on {scope} ({reason}); allow it to the caller: `privlink-restart iam-policy` prints the policy (docs/IAM.md)")]
     AccessDenied {
         action: String,
         scope: String,
         reason: String,
     },
 
-    #[error("{action} failed on {scope}: {reason}")]
+    #[error("{action} failed on {scope}: {reason}; run again, and see docs/TROUBLESHOOTING.md if it persists")]
     Aws {
         action: String,
         scope: String,
         reason: String,
     },
 
-    #[error("{action} was throttled by AWS on {scope}; retries did not get through")]
+    #[error("{action} was throttled by AWS on {scope}; retries did not get through: run again in a few minutes, or raise --max-attempts (at most 20)")]
     Throttled { action: String, scope: String },
 
     #[error("{action}: SSM refuses commands for {} (not managed by SSM, or not running)", instance_ids.join(", "))]

@@ -266,7 +266,7 @@ impl JournalStore {
                 kept,
             },
             Err(source) => JournalError::Io {
-                action: "set aside the unreadable",
+                action: "move aside",
                 path: path.to_path_buf(),
                 source,
             },

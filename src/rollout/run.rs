@@ -403,7 +403,7 @@ pub async fn roll<F: Fleet, C: Clock + ?Sized>(
         }
         Err(Interruption::Journal(error)) => {
             rollout.journal_error = true;
-            Some(format!("cannot write the journal: {error}"))
+            Some(journal_reason(&error))
         }
     };
     if let Some(reason) = &halted {
@@ -899,7 +899,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     }
                 }
                 return Ok(Some(format!(
-                    "the canary wave failed ({failed_in_wave} of {})",
+                    "the canary wave ({}) failed ({failed_in_wave} of {}): nothing else was touched; mend what its detail says, then run again",
+                    wave.instance_ids.join(", "),
                     wave.instance_ids.len()
                 )));
             }
@@ -1147,7 +1148,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     format!("lost contact with AWS while following the restart: {error}")
                 }
                 Interruption::Journal(error) => {
-                    format!("stopped following the restart: cannot write the journal: {error}")
+                    format!("stopped following the restart: {}", journal_reason(error))
                 }
             };
             let open = self.in_flight(&commands);
@@ -1300,6 +1301,16 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
 }
 
 const NEEDS_REBOOT: &str = "needs reboot: ";
+
+/// Why the journal stopped the rollout: its error names the file and what to check;
+/// anything else (a record that cannot be encoded) is said to be about the journal.
+fn journal_reason(error: &str) -> String {
+    if error.contains("journal") {
+        error.to_string()
+    } else {
+        format!("cannot write the journal: {error}")
+    }
+}
 
 fn needs_reboot(reason: &str) -> String {
     format!("{NEEDS_REBOOT}{reason}")

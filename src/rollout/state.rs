@@ -188,7 +188,7 @@ impl InstanceState {
             // Still away: keep waiting until connected or timed out.
             (state @ S::Reconnecting { .. }, Event::AgentState { connected: false }) => state,
             (S::Reconnecting { .. }, Event::AgentTimedOut) => S::Failed {
-                reason: "agent not connected to ECS within the agent timeout".into(),
+                reason: "agent not connected to ECS within --agent-timeout: see /var/log/ecs/ecs-agent.log on the instance".into(),
             },
             (S::Restarting { .. }, Event::CommandFailed { reason }) => S::Failed { reason },
             (

@@ -74,7 +74,14 @@ impl VerifyReport {
                     "{unknown} of {total} could not be proven either way (see each reason)"
                 ));
             }
-            format!("{}.", parts.join("; "))
+            let mut line = format!("{}.", parts.join("; "));
+            if public > 0 {
+                line.push_str(&format!(
+                    " Restart them: `privlink-restart --cluster {}` (docs/VERIFY.md says what each reason means).",
+                    self.cluster.name
+                ));
+            }
+            line
         };
         if !self.task_findings.is_empty() {
             line.push_str(&format!(
@@ -228,7 +235,7 @@ mod tests {
         assert!(!report.all_private());
         assert_eq!(
             report.bottom_line(),
-            "1 of 3 agents still use public ECS endpoints; 1 of 3 could not be proven either way (see each reason)."
+            "1 of 3 agents still use public ECS endpoints; 1 of 3 could not be proven either way (see each reason). Restart them: `privlink-restart --cluster sim` (docs/VERIFY.md says what each reason means)."
         );
         // One probe command for the instances SSM reaches, nothing else sent.
         assert_eq!(report.requests["ssm:SendCommand"], 1);

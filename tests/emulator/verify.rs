@@ -82,7 +82,7 @@ async fn verify_judges_each_agent_and_passes_only_when_all_are_private() {
     );
     assert_eq!(
         report["bottom_line"],
-        "1 of 4 agents still use public ECS endpoints; 1 of 4 could not be proven either way (see each reason)."
+        "1 of 4 agents still use public ECS endpoints; 1 of 4 could not be proven either way (see each reason). Restart them: `privlink-restart --cluster prod` (docs/VERIFY.md says what each reason means)."
     );
     // One probe command for the four (SSM takes 50 per command), nothing else sent.
     let commands = emulator.get("/_privlink/ssm/commands")["Commands"]
@@ -217,7 +217,7 @@ async fn a_canary_still_public_after_its_restart_halts_the_rollout() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("Halted: the canary wave failed"),
+        stdout.contains("Halted: the canary wave ("),
         "{stdout}"
     );
     let canary = &scenario.instances[0];

@@ -79,12 +79,14 @@ impl AwsFleet {
             .credentials_provider()
             .ok_or_else(|| FleetError::NoCredentials {
                 reason: "no credentials provider is configured".into(),
+                profile: settings.profile.clone(),
             })?;
         provider
             .provide_credentials()
             .await
             .map_err(|e| FleetError::NoCredentials {
                 reason: DisplayErrorContext(&e).to_string(),
+                profile: settings.profile.clone(),
             })?;
         let endpoint = config
             .endpoint_url()
@@ -365,6 +367,8 @@ pub(crate) struct CallError {
 enum CallErrorKind {
     Unreachable,
     Denied,
+    /// The credentials themselves were refused.
+    Rejected,
     Throttled,
     /// SSM's `InvalidInstanceId`: some instance of the request cannot take commands.
     InvalidInstances,
@@ -384,6 +388,11 @@ const DENIED_CODES: &[&str] = &[
     "AccessDenied",
     "AccessDeniedException",
     "UnauthorizedOperation",
+];
+
+/// Error codes that mean "these credentials are not accepted": expired, unknown, or a
+/// region the account has not enabled. Logging in again is the fix, not IAM.
+const REJECTED_CODES: &[&str] = &[
     "UnrecognizedClientException",
     "InvalidClientTokenId",
     "AuthFailure",
@@ -408,6 +417,12 @@ impl CallError {
                 .is_some_and(|code| DENIED_CODES.contains(&code)) =>
             {
                 CallErrorKind::Denied
+            }
+            _ if error
+                .code()
+                .is_some_and(|code| REJECTED_CODES.contains(&code)) =>
+            {
+                CallErrorKind::Rejected
             }
             _ if error
                 .code()
@@ -444,6 +459,7 @@ impl CallError {
                 scope,
                 reason,
             },
+            CallErrorKind::Rejected => FleetError::CredentialsRejected { action, reason },
             CallErrorKind::Throttled => FleetError::Throttled { action, scope },
             CallErrorKind::InvalidInstances => FleetError::InvalidInstances {
                 action,

@@ -172,7 +172,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             Err(error) => {
                 let why = match &error {
                     Interruption::Aws(error) => format!("AWS error: {error}"),
-                    Interruption::Journal(error) => format!("cannot write the journal: {error}"),
+                    Interruption::Journal(error) => super::journal_reason(error),
                 };
                 for h in &held {
                     endings

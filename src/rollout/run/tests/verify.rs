@@ -65,7 +65,7 @@ async fn a_canary_still_public_after_its_restart_halts_and_nobody_else_is_touche
     let (outcome, _, sim) = rollout(instances, config(MaxUnavailable::Count(2), 1)).await;
     assert_eq!(
         outcome.halted.as_deref(),
-        Some("the canary wave failed (1 of 1)")
+        Some("the canary wave (i-0000) failed (1 of 1): nothing else was touched; mend what its detail says, then run again")
     );
     let InstanceState::Failed { reason } = &outcome.states["i-0000"] else {
         panic!("{:?}", outcome.states["i-0000"]);
