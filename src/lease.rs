@@ -296,6 +296,8 @@ impl Lease {
 pub enum LeaseStatus {
     /// Held until this time (Unix seconds), as last confirmed.
     Held { until: i64 },
+    /// Held until this time, but the last renewal failed with this error.
+    Failing { until: i64, error: String },
     /// Another run holds it now: start nothing new.
     Lost { reason: String },
 }
@@ -304,9 +306,15 @@ impl LeaseStatus {
     /// Why new work may not start now, if it may not.
     pub fn refusal(&self, now: i64) -> Option<String> {
         match self {
-            LeaseStatus::Held { until } if now < *until => None,
+            LeaseStatus::Held { until } | LeaseStatus::Failing { until, .. } if now < *until => {
+                None
+            }
             LeaseStatus::Held { until } => Some(format!(
                 "the cluster's lease could not be renewed since it expired at {}",
+                rfc3339(*until)
+            )),
+            LeaseStatus::Failing { until, error } => Some(format!(
+                "the cluster's lease could not be renewed since it expired at {} ({error}); mend that, then --resume",
                 rfc3339(*until)
             )),
             LeaseStatus::Lost { reason } => Some(reason.clone()),
@@ -340,7 +348,17 @@ pub async fn keep<F: Fleet, C: Clock + ?Sized>(
                 };
                 return std::future::pending().await;
             }
-            Err(_) => {}
+            Err(error) => {
+                // Kept for the stop message: why the lease could not be renewed.
+                let until = match &*status.borrow() {
+                    LeaseStatus::Held { until } | LeaseStatus::Failing { until, .. } => *until,
+                    LeaseStatus::Lost { .. } => continue,
+                };
+                *status.borrow_mut() = LeaseStatus::Failing {
+                    until,
+                    error: error.to_string(),
+                };
+            }
         }
     }
 }

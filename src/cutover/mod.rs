@@ -655,6 +655,13 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
                 "Stopped: {}. Restarts under way were followed to their end and the journal is written.\n",
                 outcome.halted.as_deref().unwrap_or("on request")
             ));
+            // Another run took the lease over: it goes on, a resume here would be refused.
+            if matches!(*lease_status.borrow(), LeaseStatus::Lost { .. }) {
+                console.err(&format!(
+                    "Another run holds cluster {cluster} now and goes on from here: `privlink-restart status --cluster {cluster}` shows it.\n"
+                ));
+                return Ok(exit::STOPPED);
+            }
             let limits = &cutover.rollout.limits;
             if outcome.out_of_time {
                 let next = outcome

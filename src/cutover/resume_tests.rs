@@ -376,6 +376,13 @@ async fn a_lease_lost_mid_run_stops_new_work_with_exit_3() {
         console.err,
         console.out
     );
+    // The other run goes on: this one does not suggest a resume that would be refused.
+    assert!(
+        console.err.contains("Another run holds cluster sim now")
+            && !console.err.contains("Resume with"),
+        "{}",
+        console.err
+    );
     assert!(sim.sent_commands().len() < INSTANCES);
 }
 

@@ -212,3 +212,18 @@ async fn two_runs_breaking_one_dead_lease_at_once_end_with_one_holder() {
         );
     }
 }
+
+#[test]
+fn a_lease_that_cannot_be_renewed_says_why_once_it_expires() {
+    let failing = LeaseStatus::Failing {
+        until: 1_800_000_090,
+        error: "ssm:PutParameter was denied on /privlink-restart/lease/prod".into(),
+    };
+    assert_eq!(failing.refusal(1_800_000_000), None, "still held");
+    let why = failing.refusal(1_800_000_090).unwrap();
+    assert!(
+        why.contains("expired at 2027-01-15T08:01:30Z (ssm:PutParameter was denied")
+            && why.ends_with("mend that, then --resume"),
+        "{why}"
+    );
+}
