@@ -53,7 +53,13 @@ fn main() -> ExitCode {
         Some(Command::IamPolicy(args)) => iam_policy(IamPolicyPlan {
             scope: PolicyScope {
                 cluster: args.cluster,
-                region: aws.region,
+                // As --region's help says: else AWS_REGION (a profile's region is not read
+                // here: the policy is printed without touching AWS).
+                region: aws.region.or_else(|| {
+                    std::env::var("AWS_REGION")
+                        .ok()
+                        .filter(|r| privlink_restart::plan::parse_region(r).is_ok())
+                }),
                 account: args.account,
                 read_only: args.read_only,
             },
