@@ -484,15 +484,7 @@ pub fn next_step_line(
             "Next: mend what the detail column names (docs/TROUBLESHOOTING.md), then `privlink-restart --cluster {cluster} --resume`."
         );
     }
-    let settled: Vec<&String> = outcome
-        .states
-        .iter()
-        .filter(|(id, s)| {
-            matches!(s, InstanceState::Done { .. })
-                || (matches!(s, InstanceState::Skipped { .. }) && verdicts.contains_key(*id))
-        })
-        .map(|(id, _)| id)
-        .collect();
+    let settled = settled(outcome, verdicts);
     let all_private = !settled.is_empty()
         && settled
             .iter()
@@ -511,10 +503,9 @@ pub fn next_step_line(
     "Next: every agent here is proven on the endpoints; docs/RUNBOOK.md lists what to check before removing the NAT gateway.".into()
 }
 
-/// What the path verdicts prove about the agents that are done or were skipped as
-/// already private: no claim beyond what was probed.
-fn path_line(outcome: &Outcome, verdicts: &BTreeMap<String, Verdict>) -> Option<String> {
-    let settled: Vec<&String> = outcome
+/// The agents the path verdicts speak for: done, or skipped as already private.
+fn settled<'a>(outcome: &'a Outcome, verdicts: &BTreeMap<String, Verdict>) -> Vec<&'a String> {
+    outcome
         .states
         .iter()
         .filter(|(id, s)| {
@@ -522,7 +513,13 @@ fn path_line(outcome: &Outcome, verdicts: &BTreeMap<String, Verdict>) -> Option<
                 || (matches!(s, InstanceState::Skipped { .. }) && verdicts.contains_key(*id))
         })
         .map(|(id, _)| id)
-        .collect();
+        .collect()
+}
+
+/// What the path verdicts prove about the agents that are done or were skipped as
+/// already private: no claim beyond what was probed.
+fn path_line(outcome: &Outcome, verdicts: &BTreeMap<String, Verdict>) -> Option<String> {
+    let settled = settled(outcome, verdicts);
     if settled.is_empty() {
         return None;
     }

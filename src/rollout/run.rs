@@ -799,28 +799,20 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             }
             // The waves follow the plan's order (as the plan showed them), each as wide as
             // the room left; only the first wave is a canary.
-            let order = self.wave_order.get_or_insert_with(|| {
-                let everyone = self
-                    .states
-                    .iter()
-                    .filter(|(_, s)| **s == InstanceState::Pending)
-                    .filter_map(|(id, _)| self.targets.get(id))
-                    .map(|t| Candidate {
-                        instance_id: t.instance_id.clone(),
-                        availability_zone: t.availability_zone.clone(),
-                    })
-                    .collect::<Vec<_>>();
+            if self.wave_order.is_none() {
                 let policy = WavePolicy {
                     max_unavailable: MaxUnavailable::Count(
                         u32::try_from(width).unwrap_or(u32::MAX),
                     ),
                     ..self.config.waves
                 };
-                plan_waves(&everyone, policy)
+                let order = plan_waves(&self.pending(), policy)
                     .into_iter()
                     .flat_map(|w| w.instance_ids)
-                    .collect()
-            });
+                    .collect();
+                self.wave_order = Some(order);
+            }
+            let order = self.wave_order.as_deref().unwrap_or_default();
             let by_id: BTreeMap<&str, &Candidate> = pending
                 .iter()
                 .map(|c| (c.instance_id.as_str(), c))

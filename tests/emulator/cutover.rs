@@ -134,10 +134,7 @@ async fn a_failed_canary_halts_and_names_the_instance() {
     let output = cutover(&emulator, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("Halted: the canary wave ("),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Halted: the canary wave ("), "{stdout}");
     let line = stdout.lines().find(|l| l.starts_with(&canary)).unwrap();
     assert!(
         line.contains("failed") && line.contains("acs-not-connected"),

@@ -216,10 +216,7 @@ async fn a_canary_still_public_after_its_restart_halts_the_rollout() {
     let output = cutover(&emulator, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("Halted: the canary wave ("),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Halted: the canary wave ("), "{stdout}");
     let canary = &scenario.instances[0];
     let line = stdout
         .lines()
