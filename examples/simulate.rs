@@ -7,38 +7,13 @@
 use std::time::{Duration, SystemTime};
 
 use privlink_restart::clock::SimClock;
-use privlink_restart::cutover::{self, Console, CutoverPlan, Durability, StopSignal};
+use privlink_restart::cutover::{self, Captured, CutoverPlan, Durability, StopSignal};
 use privlink_restart::fleet::sim::{Fault, Latencies, SimFleet, SimInstance};
 use privlink_restart::preflight::PreflightOptions;
-use privlink_restart::report::{Colour, OutputFormat};
+use privlink_restart::report::OutputFormat;
 use privlink_restart::rollout::plan::Selection;
 use privlink_restart::rollout::run::RolloutConfig;
 use privlink_restart::rollout::waves::{MaxUnavailable, WavePolicy};
-
-/// A console that keeps the report and answers no question (the plan says `--yes`).
-#[derive(Default)]
-struct Captured {
-    out: String,
-    err: String,
-}
-
-impl Console for Captured {
-    fn out(&mut self, text: &str) {
-        self.out.push_str(text);
-    }
-    fn err(&mut self, text: &str) {
-        self.err.push_str(text);
-    }
-    fn confirm(&mut self, _question: &str) -> Option<bool> {
-        None
-    }
-    fn colour(&self) -> Colour {
-        Colour::Off
-    }
-    fn progress_visible(&self) -> bool {
-        false
-    }
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -114,40 +114,20 @@ pub fn demo(
 mod tests {
     use super::*;
     use crate::clock::SimClock;
-    use crate::cutover::{run, Console};
+    use crate::cutover::run;
+    use crate::cutover::Captured;
     use crate::exit;
-    use crate::report::Colour;
 
-    struct Quiet(String);
-
-    impl Console for Quiet {
-        fn out(&mut self, text: &str) {
-            self.0.push_str(text);
-        }
-        fn err(&mut self, _text: &str) {}
-        fn confirm(&mut self, _question: &str) -> Option<bool> {
-            None
-        }
-        fn colour(&self) -> Colour {
-            Colour::Off
-        }
-        fn progress_visible(&self) -> bool {
-            false
-        }
-    }
-
-    async fn play(faults: bool) -> (i32, String) {
+    /// Runs the demo's plan (tuned by `tune`) on its cluster; the exit code and stdout.
+    async fn run_demo(
+        settings: DemoSettings,
+        output: OutputFormat,
+        tune: impl Fn(&mut CutoverPlan),
+    ) -> (i32, String) {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let (sim, plan) = demo(
-            DemoSettings {
-                instances: 24,
-                speed: 10.0,
-                faults,
-            },
-            OutputFormat::Human,
-            start,
-        );
-        let mut console = Quiet(String::new());
+        let (sim, mut plan) = demo(settings, output, start);
+        tune(&mut plan);
+        let mut console = Captured::default();
         let code = run(
             &sim,
             &SimClock::starting_at(start),
@@ -157,12 +137,20 @@ mod tests {
         )
         .await
         .unwrap();
-        (code, console.0)
+        (code, console.out)
+    }
+
+    async fn play(faults: bool) -> (i32, String) {
+        let settings = DemoSettings {
+            instances: 24,
+            speed: 10.0,
+            faults,
+        };
+        run_demo(settings, OutputFormat::Human, |_| {}).await
     }
 
     /// The demo with faults as JSON: the dry run's plan, then the run's events.
     async fn plan_then_run(faults: bool) -> (serde_json::Value, Vec<serde_json::Value>) {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let settings = DemoSettings {
             instances: 24,
             speed: 10.0,
@@ -170,19 +158,9 @@ mod tests {
         };
         let mut outputs = Vec::new();
         for dry_run in [true, false] {
-            let (sim, mut plan) = demo(settings, OutputFormat::Json, start);
-            plan.dry_run = dry_run;
-            let mut console = Quiet(String::new());
-            run(
-                &sim,
-                &SimClock::starting_at(start),
-                &plan,
-                &mut console,
-                &crate::cutover::StopSignal::default(),
-            )
-            .await
-            .unwrap();
-            outputs.push(console.0);
+            let (_, out) =
+                run_demo(settings, OutputFormat::Json, |plan| plan.dry_run = dry_run).await;
+            outputs.push(out);
         }
         let plan = serde_json::from_str(outputs[0].trim()).unwrap();
         let events = outputs[1]

@@ -108,6 +108,32 @@ pub trait Console {
     fn progress_visible(&self) -> bool;
 }
 
+/// A console that keeps what it is given and answers no question: for a run with
+/// `--yes` driven from code (the library example, tests).
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub out: String,
+    pub err: String,
+}
+
+impl Console for Captured {
+    fn out(&mut self, text: &str) {
+        self.out.push_str(text);
+    }
+    fn err(&mut self, text: &str) {
+        self.err.push_str(text);
+    }
+    fn confirm(&mut self, _question: &str) -> Option<bool> {
+        None
+    }
+    fn colour(&self) -> Colour {
+        Colour::Off
+    }
+    fn progress_visible(&self) -> bool {
+        false
+    }
+}
+
 /// Runs the cutover and returns the exit code. An error is a failure to reach AWS or
 /// read the cluster at all, before anything changed (exit 2).
 pub async fn run<F: Fleet, C: Clock + ?Sized>(
@@ -353,12 +379,8 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             )
         };
         // Outside the windows the run waits after the answer: say so in the question.
-        let limits = &cutover.rollout.limits;
-        let when = jiff::Timestamp::try_from(clock.now())
-            .ok()
-            .filter(|now| !limits.schedule.contains(*now))
-            .and_then(|now| limits.schedule.next_open(now))
-            .map(|opens| format!(", once the window opens at {}", limits.local(opens)))
+        let when = wait::opening(clock, &cutover.rollout.limits)
+            .map(|opens| format!(", once the window opens at {opens}"))
             .unwrap_or_default();
         let question = if resuming {
             format!(

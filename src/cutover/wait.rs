@@ -9,10 +9,20 @@ use super::{Console, CutoverPlan};
 use crate::clock::Clock;
 use crate::exit;
 use crate::report::humantime;
+use crate::window::TimeLimits;
 
 /// How often a wait that nobody watches on a terminal says it is still waiting: a
 /// pipeline's log shows the run alive.
 const NOTE_EVERY: Duration = Duration::from_secs(30 * 60);
+
+/// When the next window opens (in its zone), if the run is outside the windows now.
+pub(super) fn opening<C: Clock + ?Sized>(clock: &C, limits: &TimeLimits) -> Option<String> {
+    let now = Timestamp::try_from(clock.now()).ok()?;
+    if limits.schedule.contains(now) {
+        return None;
+    }
+    limits.schedule.next_open(now).map(|at| limits.local(at))
+}
 
 /// Before anything is read: a run that cannot start (past its deadline, the next window
 /// after it, or outside the windows with `--no-wait`) says so and returns exit 3 at once.

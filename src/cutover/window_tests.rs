@@ -134,6 +134,12 @@ async fn a_rollout_needing_two_windows_finishes_in_two_runs_with_resume() {
         .await
         .unwrap();
     assert_eq!(code, exit::OK, "{}", second.err);
+    // A day's wait that nobody watches on a terminal says it is alive every 30 minutes.
+    let notes = second
+        .err
+        .matches("Still waiting: the window opens at Sat 2027-01-16 08:00 UTC, in ")
+        .count();
+    assert!((40..=48).contains(&notes), "{notes} notes in a 23h48m wait");
     assert!(
         second.err.contains("Waiting for the maintenance window"),
         "{}",
@@ -253,4 +259,34 @@ fn the_resume_command_keeps_the_windows_and_the_deadline() {
          --window 'Fri 08:05-08:09 UTC' --window 'Sat 08:00-09:00 UTC' \
          --deadline 2027-01-17T08:00:00Z\n"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_outside_its_window_shows_the_plan_and_waits_for_nothing() {
+    let sim = sim(4);
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::new(dir.path().join("state"));
+    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(START as u64));
+    let mut plan = plan(&store, limits(&[SATURDAY]));
+    plan.dry_run = true;
+    plan.no_wait = true;
+    let mut console = Recorder::default();
+    let began = tokio::time::Instant::now();
+    let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
+        .await
+        .unwrap();
+    assert_eq!(code, exit::OK, "{}", console.err);
+    let doc: serde_json::Value = serde_json::from_str(console.out.trim()).unwrap();
+    assert_eq!(doc["windows"][0], SATURDAY);
+    // The rehearsal waits for Saturday in virtual time, not this run.
+    assert_eq!(doc["estimate"]["windows"], 1, "{doc}");
+    assert!(
+        doc["estimate"]["ends_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2027-01-16T08:0"),
+        "{doc}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(60), "it did not wait");
+    assert!(sim.sent_commands().is_empty());
 }

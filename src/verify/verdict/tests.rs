@@ -20,6 +20,16 @@ fn line(agent: &str, proxy: &str, peers: &str, ws_host: &str) -> String {
     )
 }
 
+/// An agent whose ACS and TCS peers are the two endpoint ENIs.
+fn on_both_endpoints() -> String {
+    line(
+        "2345",
+        "none",
+        &format!("{ACS_ENI},{TCS_ENI}"),
+        "ecs-t.eu-west-1.amazonaws.com",
+    )
+}
+
 fn judge_on(map: &PathMap, record: &str) -> Verdict {
     let record = ProbeRecord::parse(record).unwrap_or_else(|e| panic!("{e}: {record}"));
     map.verdict("i-a", &record)
@@ -218,15 +228,7 @@ fn unreadable_endpoint_facts_never_make_a_peer_private() {
         error: "denied".into(),
     });
     let map = PathMap::from_inventory(&inventory, false);
-    let verdict = judge_on(
-        &map,
-        &line(
-            "2345",
-            "none",
-            &format!("{ACS_ENI},{TCS_ENI}"),
-            "ecs-t.eu-west-1.amazonaws.com",
-        ),
-    );
+    let verdict = judge_on(&map, &on_both_endpoints());
     assert_eq!(verdict.path, Path::Unknown, "{verdict:#?}");
     assert_eq!(verdict.acs, None);
 }
@@ -244,12 +246,7 @@ fn another_vpcs_endpoint_at_the_same_address_is_not_this_instances() {
     ec2_mut(&mut inventory, "i-a").vpc_id = "vpc-2".into();
     let verdict = judge_on(
         &PathMap::from_inventory(&inventory, false),
-        &line(
-            "2345",
-            "none",
-            &format!("{ACS_ENI},{TCS_ENI}"),
-            "ecs-t.eu-west-1.amazonaws.com",
-        ),
+        &on_both_endpoints(),
     );
     assert_eq!(verdict.path, Path::Unknown, "{verdict:#?}");
     assert_eq!(verdict.acs, None);
