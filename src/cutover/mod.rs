@@ -1031,6 +1031,8 @@ fn summary_rows(
 #[cfg(test)]
 mod estimate_tests;
 #[cfg(test)]
+mod fault_matrix;
+#[cfg(test)]
 mod resume_tests;
 #[cfg(test)]
 mod window_tests;

@@ -7,6 +7,7 @@
 pub mod aws;
 #[cfg(test)]
 pub mod crashing;
+pub mod faulty;
 pub mod operations;
 pub mod sim;
 pub mod workload;

@@ -1,0 +1,278 @@
+//! The fault matrix: an AWS error injected into every `Fleet` method the cutover calls
+//! (from its first call, and from its third), on a cluster whose run restarts agents over
+//! SSM and drains and reboots one instance. For each cell: the run's exit code, what it
+//! still owes on AWS, what it changed after the error (must be nothing new: only putting
+//! back), and, once the error is gone, a `--resume` that must end with every agent on the
+//! endpoints and nothing owed.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::tests::{cutover, Recorder};
+use super::*;
+use crate::clock::SimClock;
+use crate::fleet::faulty::{Faulty, METHODS};
+use crate::fleet::sim::{Fault, Latencies, SimFleet, SimGroup, SimInstance, SimService};
+use crate::journal::marks::OWES_ATTRIBUTE;
+use crate::report::Colour;
+use crate::rollout::waves::{MaxUnavailable, WavePolicy};
+
+const INSTANCES: usize = 6;
+const GROUP: &str = "nodes";
+
+/// The two clusters of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// Restarts over SSM (one with noisy output, one whose command hangs and is
+    /// cancelled, then rebooted), and one instance SSM does not manage, rebooted.
+    Restarts,
+    /// `--strategy reboot --use-standby`: every instance drained, held in Standby, its
+    /// boot id read over SSM, rebooted.
+    Reboots,
+}
+
+fn world(scenario: Scenario) -> SimFleet {
+    let instances: Vec<SimInstance> = (0..INSTANCES)
+        .map(|i| {
+            let instance =
+                SimInstance::healthy(format!("i-{i:03}"), ["eu-west-1a", "eu-west-1b"][i % 2])
+                    .in_group(GROUP);
+            match (scenario, i) {
+                (Scenario::Restarts, 1) => instance.with_fault(Fault::NoisyOutput),
+                (Scenario::Restarts, 2) => instance.with_fault(Fault::SsmOffline),
+                (Scenario::Restarts, 4) => instance.with_fault(Fault::CommandHangs),
+                _ => instance,
+            }
+        })
+        .collect();
+    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    SimFleet::new(
+        instances,
+        Latencies::default(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    )
+    .with_max_unavailable(2)
+    .with_max_reboots(1)
+    .with_group(GROUP, SimGroup::default())
+    .with_service(SimService::new("web"), &ids)
+}
+
+fn plan(store: &JournalStore, scenario: Scenario) -> CutoverPlan {
+    let mut plan = cutover(OutputFormat::Human);
+    if scenario == Scenario::Reboots {
+        plan.rollout.fallback.strategy = crate::rollout::run::Strategy::Reboot;
+        plan.rollout.fallback.use_standby = true;
+    }
+    plan.assume_yes = true;
+    // No canary: the instance whose command hangs would fail as one in every session
+    // (a canary does not fall back to a reboot), and the resume could not finish.
+    plan.rollout.waves = WavePolicy {
+        max_unavailable: MaxUnavailable::Count(2),
+        canary: 0,
+        by_az: false,
+    };
+    plan.durability.journal = Some(store.clone());
+    plan.durability.lease = LeaseTerms {
+        renew_every: Duration::from_secs(5),
+    };
+    plan
+}
+
+/// What the tool still owes on AWS: instances not ACTIVE, protected or in Standby,
+/// restore records, the group's processes suspended or its restore tag.
+fn owed(sim: &SimFleet) -> Vec<String> {
+    let mut owed = Vec::new();
+    for i in 0..INSTANCES {
+        let id = format!("i-{i:03}");
+        let Some((protected, standby, status)) = sim.instance_state(&id) else {
+            continue;
+        };
+        if status != "ACTIVE" || protected || standby {
+            owed.push(format!(
+                "{id}: {status}, protected {protected}, standby {standby}"
+            ));
+        }
+        if sim.marks(&id).contains_key(OWES_ATTRIBUTE) {
+            owed.push(format!("{id}: restore record"));
+        }
+    }
+    if let Some(group) = sim.group(GROUP) {
+        if !group.suspended.is_empty() || group.owes_tag.is_some() {
+            owed.push(format!(
+                "{GROUP}: suspended {:?}, tag {:?}",
+                group.suspended, group.owes_tag
+            ));
+        }
+    }
+    owed
+}
+
+/// A console that notes when the rollout halted (its JSON `halted` event).
+#[derive(Default)]
+struct Watch {
+    out: String,
+    err: String,
+    halted_at: Option<Instant>,
+}
+
+impl Console for Watch {
+    fn out(&mut self, text: &str) {
+        if self.halted_at.is_none() && text.contains(r#""event":"halted""#) {
+            self.halted_at = Some(Instant::now());
+        }
+        self.out.push_str(text);
+    }
+    fn err(&mut self, text: &str) {
+        self.err.push_str(text);
+    }
+    fn confirm(&mut self, _question: &str) -> Option<bool> {
+        None
+    }
+    fn colour(&self) -> Colour {
+        Colour::Off
+    }
+    fn progress_visible(&self) -> bool {
+        false
+    }
+}
+
+struct Cell {
+    scenario: Scenario,
+    method: &'static str,
+    from_call: usize,
+    hit: bool,
+    code: i32,
+    owed_after_fault: usize,
+    /// Changed after the fault was hit (the run may ride through some faults).
+    changed_after_fault: Vec<String>,
+    /// Changed after the rollout halted: must be nothing.
+    changed_after_halt: Vec<String>,
+    resumed: i32,
+}
+
+async fn cell(scenario: Scenario, method: &'static str, from_call: usize) -> Cell {
+    let sim = world(scenario);
+    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::new(dir.path().join("state"));
+    let faulty = Faulty::failing(&sim, method, from_call);
+    let mut console = Watch::default();
+    let mut first = plan(&store, scenario);
+    first.output = OutputFormat::Json;
+    let code = match run(
+        &faulty,
+        &clock,
+        &first,
+        &mut console,
+        &StopSignal::default(),
+    )
+    .await
+    {
+        Ok(code) => code,
+        Err(_) => exit::USAGE,
+    };
+    let owed_after_fault = owed(&sim).len();
+    // The error is gone; the operator resumes a minute later.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut resume = plan(&store, scenario);
+    resume.durability.resume = true;
+    // A lease the failed run could not release has expired by then: the operator breaks
+    // it, as the refusal says.
+    resume.durability.break_lease = true;
+    let mut again = Recorder::default();
+    let resumed = run(&sim, &clock, &resume, &mut again, &StopSignal::default())
+        .await
+        .unwrap_or(exit::USAGE);
+    assert_eq!(
+        resumed,
+        exit::OK,
+        "{method} from call {from_call}: the resume did not finish\n{}\n{}\n{}",
+        console.err,
+        again.err,
+        again.out
+    );
+    assert_eq!(
+        owed(&sim),
+        Vec::<String>::new(),
+        "{method} from call {from_call}"
+    );
+    // Every agent ends on the endpoints (restarted or rebooted once, in one run or the
+    // other; one already moved is found so by the resume's probe and left alone).
+    for i in 0..INSTANCES {
+        let id = format!("i-{i:03}");
+        assert!(
+            sim.on_endpoints(&id),
+            "{method} from call {from_call}: {id} is not on the endpoints\n{}",
+            again.out
+        );
+    }
+    Cell {
+        scenario,
+        method,
+        from_call,
+        hit: faulty.failed(),
+        code,
+        owed_after_fault,
+        changed_after_fault: faulty
+            .changes_after_failure()
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect(),
+        changed_after_halt: faulty
+            .changes_after_failure()
+            .into_iter()
+            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at > halted))
+            .map(|(_, c)| c)
+            .collect(),
+        resumed,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aws_error_on_any_call_leaves_nothing_new_touched_and_a_resume_finishes() {
+    let mut rows = Vec::new();
+    for (scenario, method) in [Scenario::Restarts, Scenario::Reboots]
+        .into_iter()
+        .flat_map(|s| METHODS.iter().map(move |m| (s, *m)))
+    {
+        for from_call in [0, 2] {
+            let cell = cell(scenario, method, from_call).await;
+            // Once the rollout halted, nothing new was started: no restart, no drain, no
+            // hold, no reboot (putting back is not listed).
+            assert_eq!(
+                cell.changed_after_halt,
+                Vec::<String>::new(),
+                "{method} from call {from_call}"
+            );
+            rows.push(cell);
+        }
+    }
+    eprintln!(
+        "| cluster | fleet call failing | from call | hit | exit | owed after | changes after the fault | after the halt | resumed |"
+    );
+    eprintln!("|---|---|---:|---|---:|---:|---:|---:|---:|");
+    for c in &rows {
+        eprintln!(
+            "| {:?} | `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            c.scenario,
+            c.method,
+            c.from_call + 1,
+            if c.hit { "yes" } else { "no" },
+            c.code,
+            c.owed_after_fault,
+            c.changed_after_fault.len(),
+            c.changed_after_halt.len(),
+            c.resumed
+        );
+    }
+    // Every call the adapter makes fails in at least one cell: a matrix of calls never
+    // made would prove nothing.
+    let missed: Vec<&str> = METHODS
+        .iter()
+        .filter(|m| !rows.iter().any(|c| c.method == **m && c.hit))
+        .copied()
+        .collect();
+    assert_eq!(missed, Vec::<&str>::new(), "fleet calls never failed");
+}
