@@ -249,6 +249,8 @@ async fn an_aws_error_on_any_call_leaves_nothing_new_touched_and_a_resume_finish
             rows.push(cell);
         }
     }
+    // On a line of its own: the test harness prints the test's name without a newline.
+    eprintln!();
     eprintln!(
         "| cluster | fleet call failing | from call | hit | exit | owed after | changes after the fault | after the halt | resumed |"
     );
