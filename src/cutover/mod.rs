@@ -1033,6 +1033,8 @@ mod estimate_tests;
 #[cfg(test)]
 mod fault_matrix;
 #[cfg(test)]
+mod property_tests;
+#[cfg(test)]
 mod resume_tests;
 #[cfg(test)]
 mod window_tests;
