@@ -132,3 +132,120 @@ fn global_options_go_before_or_after_a_subcommand_but_cutover_options_only_witho
     );
     assert_eq!(error.exit_code(), 2);
 }
+
+/// Every option that takes a value, given a malformed one: a usage error (exit 2) that
+/// names the option and says what is expected. Printed as a table for
+/// docs/RELIABILITY.md (`scripts/reliability`).
+#[test]
+fn every_option_refuses_a_malformed_value_and_names_it() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cluster", "prod cluster"], "not an ECS cluster name"),
+        (
+            &["--cluster", "p", "--max-unavailable", "0"],
+            "is not a count or a percentage",
+        ),
+        (
+            &["--cluster", "p", "--max-unavailable", "101%"],
+            "is not a count or a percentage",
+        ),
+        (&["--cluster", "p", "--canary", "two"], "--canary"),
+        (
+            &["--cluster", "p", "--max-failures", "many"],
+            "--max-failures",
+        ),
+        (
+            &["--cluster", "p", "--wave-pause", "5 minutes"],
+            "--wave-pause",
+        ),
+        (
+            &["--cluster", "p", "--agent-timeout", "1s"],
+            "--agent-timeout",
+        ),
+        (
+            &["--cluster", "p", "--poll-interval", "x"],
+            "--poll-interval",
+        ),
+        (
+            &["--cluster", "p", "--restart-method", "kill"],
+            "--restart-method",
+        ),
+        (&["--cluster", "p", "--verify", "maybe"], "--verify"),
+        (&["--cluster", "p", "--strategy", "yolo"], "--strategy"),
+        (&["--cluster", "p", "--max-reboots", "0"], "--max-reboots"),
+        (
+            &["--cluster", "p", "--drain-timeout", "forever"],
+            "--drain-timeout",
+        ),
+        (
+            &["--cluster", "p", "--reboot-timeout", "0s"],
+            "--reboot-timeout",
+        ),
+        (
+            &["--cluster", "p", "--lease-interval", "1ms"],
+            "--lease-interval",
+        ),
+        (
+            &["--cluster", "p", "--window", "Sat 02:00-05:00"],
+            "needs three parts",
+        ),
+        (
+            &["--cluster", "p", "--window", "Sat 02:00-05:00 Mars/Olympus"],
+            "is not an IANA time zone",
+        ),
+        (
+            &["--cluster", "p", "--deadline", "tomorrow"],
+            "neither a time with an offset",
+        ),
+        (
+            &["--cluster", "p", "--region", "euwest1"],
+            "not a region name",
+        ),
+        (
+            &["--cluster", "p", "--endpoint-url", "localhost:4566"],
+            "must start with http:// or https://",
+        ),
+        (&["--cluster", "p", "--max-attempts", "0"], "--max-attempts"),
+        (&["--cluster", "p", "--output", "yaml"], "--output"),
+        (&["--cluster", "p", "--color", "rainbow"], "--color"),
+        (&["check", "--cluster", "a/b/c"], "not an ECS cluster name"),
+        (
+            &["iam-policy", "--account", "12345"],
+            "not an AWS account id",
+        ),
+        (&["demo", "--instances", "0"], "--instances"),
+        (&["demo", "--speed", "0"], "--speed"),
+        (&["completions", "tcsh"], "tcsh"),
+    ];
+    println!("\n| options | exit | message |\n|---|---:|---|");
+    for (args, expected) in cases {
+        let error =
+            Cli::parse_from_args(std::iter::once("privlink-restart").chain(args.iter().copied()))
+                .expect_err(&format!("{args:?} parsed"));
+        let message = error.to_string();
+        assert_eq!(error.exit_code(), 2, "{args:?}");
+        assert!(message.contains(expected), "{args:?}: {message}");
+        let first = message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .replace('|', "\\|");
+        println!("| `{}` | 2 | {first} |", args.join(" "));
+    }
+    // Every option that takes a value is in the table, or takes any text.
+    let free_text = ["profile", "state_dir", "asg", "instances", "exclude"];
+    let tried: String = cases
+        .iter()
+        .map(|(a, _)| a.join(" "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let command = Cli::command();
+    for arg in command.get_arguments() {
+        let takes_value = arg.get_action().takes_values();
+        let id = arg.get_id().as_str();
+        if !takes_value || arg.is_positional() || free_text.contains(&id) {
+            continue;
+        }
+        let long = format!("--{}", arg.get_long().unwrap_or(id));
+        assert!(tried.contains(&long), "{long} has no malformed-value case");
+    }
+}
