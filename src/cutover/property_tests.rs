@@ -20,10 +20,10 @@ use super::*;
 use crate::clock::SimClock;
 use crate::fleet::faulty::{Faulty, METHODS};
 use crate::fleet::sim::{Draws, Fault, Latencies, SimFleet, SimGroup, SimInstance, SimService};
-use crate::journal::marks::{DONE_ATTRIBUTE, OWES_ATTRIBUTE};
+use crate::journal::marks::DONE_ATTRIBUTE;
 use crate::rollout::waves::{MaxUnavailable, WavePolicy};
 
-const GROUP: &str = "nodes";
+use super::fault_matrix::{owed, GROUP};
 const ZONES: [&str; 3] = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
 
 fn pick<T: Copy>(draws: &mut Draws, from: &[T]) -> T {
@@ -122,34 +122,6 @@ fn case(seed: u64, store: &JournalStore) -> Case {
         from_call,
         described,
     }
-}
-
-/// What the tool still owes on AWS.
-fn owed(sim: &SimFleet, ids: &[String]) -> Vec<String> {
-    let mut owed = Vec::new();
-    for id in ids {
-        let Some((protected, standby, status)) = sim.instance_state(id) else {
-            continue;
-        };
-        // DRAINING by the tool is owed; nobody else drains in these fleets.
-        if status == "DRAINING" || protected || standby {
-            owed.push(format!(
-                "{id}: {status}, protected {protected}, standby {standby}"
-            ));
-        }
-        if sim.marks(id).contains_key(OWES_ATTRIBUTE) {
-            owed.push(format!("{id}: restore record"));
-        }
-    }
-    if let Some(group) = sim.group(GROUP) {
-        if !group.suspended.is_empty() || group.owes_tag.is_some() {
-            owed.push(format!(
-                "{GROUP}: suspended {:?}, tag {:?}",
-                group.suspended, group.owes_tag
-            ));
-        }
-    }
-    owed
 }
 
 #[tokio::test(start_paused = true)]
