@@ -32,7 +32,10 @@ AMI = "ami-1e749f67"
 # The interface endpoints tests/emulator/scenario.rs creates (logs: for awslogs).
 SERVICES = ["ecs-agent", "ecs-telemetry", "ecs", "ecr.api", "ecr.dkr",
             "ssm", "ssmmessages", "ec2messages", "logs"]
-BROKEN = "ecs-agent"  # the one endpoint `build` leaves out and `fix` creates
+# The one endpoint `build` leaves out and `fix` creates ("" for none: a ready cluster, as
+# scripts/versus-cli uses it), and how many instances (spread over the three AZs).
+BROKEN = os.environ.get("PRIVLINK_BROKEN", "ecs-agent")
+INSTANCES = int(os.environ.get("PRIVLINK_INSTANCES", "3"))
 
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "")
 if urllib.parse.urlparse(ENDPOINT).hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -146,10 +149,10 @@ def build():
     ec2.create_vpc_endpoint(VpcId=vpc, VpcEndpointType="Gateway",
                             ServiceName=f"com.amazonaws.{REGION}.s3", RouteTableIds=[explicit, main])
 
-    # Three EC2 instances, one per AZ, registered as ECS container instances.
-    instances = [ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet,
+    # EC2 instances spread over the AZs (three by default), registered with ECS.
+    instances = [ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnets[n % 3],
                                    SecurityGroupIds=[instance_sg])["Instances"][0]["InstanceId"]
-                 for subnet in subnets]
+                 for n in range(INSTANCES)]
     ecs.create_cluster(clusterName=CLUSTER)
     for instance in instances:
         ecs.register_container_instance(
@@ -173,7 +176,8 @@ def build():
     control("/_privlink/ssm/command-results", {i: {"status": "Success", "output": EVIDENCE}
                                               for i in instances})
     serve_probes(vpc, instances)
-    print(f"built cluster {CLUSTER}: {vpc}, instances {' '.join(instances)}, no {BROKEN} endpoint")
+    broken = f"no {BROKEN} endpoint" if BROKEN else "ready"
+    print(f"built cluster {CLUSTER}: {vpc}, {len(instances)} instances, {broken}")
 
 
 # ---- fix ---------------------------------------------------------------------------
