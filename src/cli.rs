@@ -211,7 +211,7 @@ pub struct AwsArgs {
     #[arg(long, global = true, value_parser = plan::parse_region, help_heading = "AWS")]
     pub region: Option<String>,
 
-    /// Named profile from ~/.aws/config (SSO and assume-role profiles work)
+    /// Named profile from ~/.aws/config (SSO and assume-role profiles work); its credentials are used even when others are set in the environment
     #[arg(long, global = true, env = "AWS_PROFILE", help_heading = "AWS")]
     pub profile: Option<String>,
 

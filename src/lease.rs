@@ -142,9 +142,8 @@ pub async fn acquire<F: Fleet, C: Clock + ?Sized>(
             renew_every: terms.renew_every.as_secs().max(1),
         },
     };
-    if fleet
-        .write_record(cluster, Record::Lease, &lease.encode(), false)
-        .await?
+    let value = lease.encode();
+    if crate::fleet::patiently(|| fleet.write_record(cluster, Record::Lease, &value, false)).await?
     {
         if let Err(error) = lease.confirm(fleet).await {
             // Do not leave a lease behind that nobody keeps (release checks the owner).
@@ -169,9 +168,8 @@ pub async fn acquire<F: Fleet, C: Clock + ?Sized>(
             holder: Box::new(holder),
         });
     }
-    fleet
-        .write_record(cluster, Record::Lease, &lease.encode(), true)
-        .await?;
+    let value = lease.encode();
+    crate::fleet::patiently(|| fleet.write_record(cluster, Record::Lease, &value, true)).await?;
     // Another run breaking the same lease at the same moment wrote too: after one
     // interval, the later write is what both read, and only its writer goes on.
     tokio::time::sleep(terms.renew_every).await;
@@ -194,7 +192,8 @@ pub async fn check_free<F: Fleet, C: Clock + ?Sized>(
     cluster: &str,
     break_expired: bool,
 ) -> Result<(), LeaseError> {
-    let Some(value) = fleet.read_record(cluster, Record::Lease).await? else {
+    let Some(value) = crate::fleet::patiently(|| fleet.read_record(cluster, Record::Lease)).await?
+    else {
         return Ok(());
     };
     let holder = LeaseRecord::parse(&value).ok_or_else(|| LeaseError::Unreadable {
@@ -229,7 +228,9 @@ impl Lease {
     }
 
     async fn read<F: Fleet>(&self, fleet: &F) -> Result<Option<LeaseRecord>, LeaseError> {
-        let Some(value) = fleet.read_record(&self.cluster, Record::Lease).await? else {
+        let Some(value) =
+            crate::fleet::patiently(|| fleet.read_record(&self.cluster, Record::Lease)).await?
+        else {
             return Ok(None);
         };
         LeaseRecord::parse(&value)
@@ -271,8 +272,8 @@ impl Lease {
         let mut next = self.clone();
         next.record.renewed = now;
         next.record.expires = now + self.terms.lifetime();
-        fleet
-            .write_record(&self.cluster, Record::Lease, &next.encode(), true)
+        let value = next.encode();
+        crate::fleet::patiently(|| fleet.write_record(&self.cluster, Record::Lease, &value, true))
             .await?;
         next.confirm(fleet).await?;
         *self = next;
@@ -283,7 +284,8 @@ impl Lease {
     pub async fn release<F: Fleet>(&self, fleet: &F) -> Result<(), LeaseError> {
         match self.read(fleet).await? {
             Some(record) if record.owner == self.record.owner => {
-                fleet.delete_record(&self.cluster, Record::Lease).await?;
+                crate::fleet::patiently(|| fleet.delete_record(&self.cluster, Record::Lease))
+                    .await?;
                 Ok(())
             }
             _ => Ok(()),

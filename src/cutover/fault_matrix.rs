@@ -33,17 +33,25 @@ enum Scenario {
 }
 
 fn world(scenario: Scenario) -> SimFleet {
+    match scenario {
+        Scenario::Restarts => fleet(&[
+            (1, Fault::NoisyOutput),
+            (2, Fault::SsmOffline),
+            (4, Fault::CommandHangs),
+        ]),
+        Scenario::Reboots => fleet(&[]),
+    }
+}
+
+/// Six instances in one group, a service on each, with `faults` on the instances numbered.
+fn fleet(faults: &[(usize, Fault)]) -> SimFleet {
     let instances: Vec<SimInstance> = (0..INSTANCES)
         .map(|i| {
-            let instance =
+            faults.iter().filter(|(on, _)| *on == i).fold(
                 SimInstance::healthy(format!("i-{i:03}"), ["eu-west-1a", "eu-west-1b"][i % 2])
-                    .in_group(GROUP);
-            match (scenario, i) {
-                (Scenario::Restarts, 1) => instance.with_fault(Fault::NoisyOutput),
-                (Scenario::Restarts, 2) => instance.with_fault(Fault::SsmOffline),
-                (Scenario::Restarts, 4) => instance.with_fault(Fault::CommandHangs),
-                _ => instance,
-            }
+                    .in_group(GROUP),
+                |instance, (_, fault)| instance.with_fault(*fault),
+            )
         })
         .collect();
     let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
@@ -88,6 +96,10 @@ pub(super) fn owed(sim: &SimFleet, ids: &[String]) -> Vec<String> {
         let Some((protected, standby, status)) = sim.instance_state(id) else {
             continue;
         };
+        if sim.terminated(id) {
+            // Gone: nothing can be owed on it.
+            continue;
+        }
         // Nobody but the tool drains in these fleets: DRAINING is owed.
         if status != "ACTIVE" || protected || standby {
             owed.push(format!(
@@ -281,4 +293,265 @@ async fn an_aws_error_on_any_call_leaves_nothing_new_touched_and_a_resume_finish
         .copied()
         .collect();
     assert_eq!(missed, Vec::<&str>::new(), "fleet calls never failed");
+}
+
+/// A fault of the fleet itself (not an AWS error) for the second matrix.
+struct Kind {
+    name: &'static str,
+    scenario: Scenario,
+    /// The faults, by instance number.
+    faults: &'static [(usize, Fault)],
+    /// What else the account does (throttling).
+    account: fn(SimFleet) -> SimFleet,
+}
+
+/// The instance the faults of the second matrix are on.
+const FAULTY: usize = 3;
+
+fn as_it_is(sim: SimFleet) -> SimFleet {
+    sim
+}
+
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "throttling storm: 3 calls in a row",
+        scenario: Scenario::Restarts,
+        faults: &[],
+        account: |sim| sim.with_throttling_storm(20, 3),
+    },
+    Kind {
+        name: "throttling storm: 60 calls in a row",
+        scenario: Scenario::Restarts,
+        faults: &[],
+        account: |sim| sim.with_throttling_storm(20, 60),
+    },
+    Kind {
+        name: "every 10th call throttled, all run long",
+        scenario: Scenario::Reboots,
+        faults: &[],
+        account: |sim| sim.with_throttling_every(10),
+    },
+    Kind {
+        name: "SSM offline",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::SsmOffline)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "command never delivered",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::NeverDelivered)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "command fails",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::CommandFails)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "command times out",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::CommandTimesOut)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "command hangs",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::CommandHangs)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "agent never reconnects",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::NeverReconnects)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "agent reconnects 2 minutes late",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::SlowReconnect(Duration::from_secs(120)))],
+        account: as_it_is,
+    },
+    Kind {
+        name: "agent reconnects 10 minutes late",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::SlowReconnect(Duration::from_secs(600)))],
+        account: as_it_is,
+    },
+    Kind {
+        name: "agent stays on the public path",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::StaysPublic)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "path probe hangs",
+        scenario: Scenario::Restarts,
+        faults: &[(FAULTY, Fault::ProbeHangs)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "drain never finishes",
+        scenario: Scenario::Reboots,
+        faults: &[(FAULTY, Fault::DrainStuck)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "reboot never returns",
+        scenario: Scenario::Reboots,
+        faults: &[(FAULTY, Fault::RebootNeverReturns)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "agent never rejoins after the reboot",
+        scenario: Scenario::Reboots,
+        faults: &[(FAULTY, Fault::AgentNeverRejoins)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "status checks fail after the reboot",
+        scenario: Scenario::Reboots,
+        faults: &[(FAULTY, Fault::StatusChecksFail)],
+        account: as_it_is,
+    },
+    Kind {
+        name: "spot interruption while draining",
+        scenario: Scenario::Reboots,
+        faults: &[(
+            FAULTY,
+            Fault::TerminatedWhenDrained(Duration::from_secs(20)),
+        )],
+        account: as_it_is,
+    },
+];
+
+struct KindCell {
+    name: &'static str,
+    scenario: Scenario,
+    code: i32,
+    /// The faulty instance's final state in the first run, with its reason.
+    faulty: String,
+    owed: usize,
+    changed_after_halt: Vec<String>,
+    resumed: i32,
+}
+
+/// The first run's summary line for `id`: its state and reason.
+fn final_state(json_lines: &str, id: &str) -> String {
+    json_lines
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["kind"] == "summary")
+        .flat_map(|v| v["instances"].as_array().cloned().unwrap_or_default())
+        .find(|i| i["instance_id"] == id)
+        .map(|i| {
+            let state = i["state"].as_str().unwrap_or("?").to_string();
+            match i["reason"].as_str() {
+                Some(reason) => format!("{state}: {reason}"),
+                None => state,
+            }
+        })
+        .unwrap_or_else(|| "not in the summary".into())
+}
+
+async fn kind_cell(kind: &Kind) -> KindCell {
+    let sim = (kind.account)(fleet(kind.faults));
+    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::new(dir.path().join("state"));
+    let watched = Faulty::watching(&sim);
+    let mut console = Watch::default();
+    let mut first = plan(&store, kind.scenario);
+    first.output = OutputFormat::Json;
+    let (code, error) = match run(
+        &watched,
+        &clock,
+        &first,
+        &mut console,
+        &StopSignal::default(),
+    )
+    .await
+    {
+        Ok(code) => (code, None),
+        Err(error) => (exit::USAGE, Some(error.to_string())),
+    };
+    let owed_after = owed(&sim, &all()).len();
+    // The operator mends what was wrong and resumes a minute later.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    sim.calm();
+    for id in all() {
+        sim.mend(&id);
+    }
+    let mut resume = plan(&store, kind.scenario);
+    resume.durability.resume = true;
+    resume.durability.break_lease = true;
+    let mut again = Recorder::default();
+    let resumed = run(&sim, &clock, &resume, &mut again, &StopSignal::default())
+        .await
+        .unwrap_or(exit::USAGE);
+    let name = kind.name;
+    assert_eq!(
+        resumed,
+        exit::OK,
+        "{name}: the resume did not finish\n{}\n{}\n{}",
+        console.err,
+        again.err,
+        again.out
+    );
+    assert_eq!(owed(&sim, &all()), Vec::<String>::new(), "{name}");
+    for id in all().iter().filter(|id| !sim.terminated(id)) {
+        assert!(
+            sim.on_endpoints(id),
+            "{name}: {id} is not on the endpoints\n{}",
+            again.out
+        );
+    }
+    KindCell {
+        name,
+        scenario: kind.scenario,
+        code,
+        faulty: error.map_or_else(
+            || final_state(&console.out, &format!("i-{FAULTY:03}")),
+            |e| format!("error: {e}"),
+        ),
+        owed: owed_after,
+        changed_after_halt: watched
+            .changes_after_failure()
+            .into_iter()
+            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at > halted))
+            .map(|(_, c)| c)
+            .collect(),
+        resumed,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_kind_of_fleet_fault_leaves_nothing_owed_and_a_resume_finishes() {
+    let mut rows = Vec::new();
+    for kind in KINDS {
+        let cell = kind_cell(kind).await;
+        assert_eq!(
+            cell.changed_after_halt,
+            Vec::<String>::new(),
+            "{}: changed after the halt",
+            kind.name
+        );
+        rows.push(cell);
+    }
+    eprintln!();
+    eprintln!("| fault | cluster | exit | the faulty instance after the run | owed after | after the halt | resumed |");
+    eprintln!("|---|---|---:|---|---:|---:|---:|");
+    for c in &rows {
+        eprintln!(
+            "| {} | {:?} | {} | {} | {} | {} | {} |",
+            c.name,
+            c.scenario,
+            c.code,
+            c.faulty.replace('|', "\\|"),
+            c.owed,
+            c.changed_after_halt.len(),
+            c.resumed
+        );
+    }
 }

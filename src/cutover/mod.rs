@@ -220,7 +220,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
             return Ok(exit::USAGE);
         }
     };
-    let record = fleet.read_record(&cluster, Record::Run).await?;
+    let record = crate::fleet::patiently(|| fleet.read_record(&cluster, Record::Run)).await?;
     let record = match record.as_deref().map(|v| (v, RunRecord::parse(v))) {
         None => None,
         Some((_, Some(record))) => Some(record),
@@ -235,7 +235,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     };
     let record_seen = record.clone();
     let record_finished = record.clone().filter(|r| r.status == RunStatus::Finished);
-    let group_marks = fleet.group_marks().await?;
+    let group_marks = crate::fleet::patiently(|| fleet.group_marks()).await?;
     let mut prior = prior::gather(&inventory, journal, record, &group_marks);
     for warning in &prior.warnings {
         console.err(&format!("warning: {warning}\n"));
@@ -446,13 +446,14 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
     };
     // Another run may have come and gone while this one was being confirmed: any run
     // rewrites the run record when it starts and ends.
-    let record_now = match fleet.read_record(&cluster, Record::Run).await {
-        Ok(value) => value.and_then(|v| RunRecord::parse(&v)),
-        Err(error) => {
-            let _ = lease.release(fleet).await;
-            return Err(error);
-        }
-    };
+    let record_now =
+        match crate::fleet::patiently(|| fleet.read_record(&cluster, Record::Run)).await {
+            Ok(value) => value.and_then(|v| RunRecord::parse(&v)),
+            Err(error) => {
+                let _ = lease.release(fleet).await;
+                return Err(error);
+            }
+        };
     if record_now != record_seen {
         let _ = lease.release(fleet).await;
         console.err(&format!(
@@ -540,7 +541,7 @@ pub async fn run<F: Fleet, C: Clock + ?Sized>(
         // them now, so that a run without this journal does not restart them.
         let unmarked = prior::unmarked_done(&inventory, &prior, &run_id);
         if !unmarked.is_empty() {
-            fleet.write_instance_marks(&cluster, &unmarked).await?;
+            crate::fleet::patiently(|| fleet.write_instance_marks(&cluster, &unmarked)).await?;
         }
         // Every target starts pending (a failure of an earlier session is retried); the
         // preset states arrive as events.
@@ -942,8 +943,8 @@ async fn write_run_record<F: Fleet>(
         started,
         updated,
     };
-    fleet
-        .write_record(cluster, Record::Run, &record.encode(), true)
+    let value = record.encode();
+    crate::fleet::patiently(|| fleet.write_record(cluster, Record::Run, &value, true))
         .await
         .map(drop)
 }

@@ -483,7 +483,7 @@ pub async fn settle<F: Fleet>(
         fleet.set_scale_in_protection(group, ids, false).await?;
     }
     if !cleared.is_empty() {
-        fleet.write_instance_marks(cluster, &cleared).await?;
+        crate::fleet::patiently(|| fleet.write_instance_marks(cluster, &cleared)).await?;
     }
     if let Some(journal) = journal.as_deref_mut() {
         for id in prior.owed_instances.keys() {
@@ -505,7 +505,7 @@ pub async fn settle<F: Fleet>(
                 standby.join(", ")
             ));
         }
-        fleet.write_group_mark(group, None).await?;
+        crate::fleet::patiently(|| fleet.write_group_mark(group, None)).await?;
         if let Some(journal) = journal.as_deref_mut() {
             journal.owed_groups.remove(group);
         }

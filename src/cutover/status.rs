@@ -39,15 +39,13 @@ pub async fn status<F: Fleet>(
             return Ok(exit::USAGE);
         }
     };
-    let record = fleet
-        .read_record(cluster, Record::Run)
+    let record = crate::fleet::patiently(|| fleet.read_record(cluster, Record::Run))
         .await?
         .and_then(|v| RunRecord::parse(&v));
-    let lease = fleet
-        .read_record(cluster, Record::Lease)
+    let lease = crate::fleet::patiently(|| fleet.read_record(cluster, Record::Lease))
         .await?
         .and_then(|v| LeaseRecord::parse(&v));
-    let group_marks = fleet.group_marks().await?;
+    let group_marks = crate::fleet::patiently(|| fleet.group_marks()).await?;
     let prior = prior::gather(&inventory, journal.clone(), record.clone(), &group_marks);
     notes.extend(prior.warnings.iter().cloned());
     notes.extend(prior.unreadable.iter().cloned());

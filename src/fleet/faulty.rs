@@ -20,6 +20,8 @@ pub struct Faulty<'a, F> {
     from_call: usize,
     calls: Mutex<BTreeMap<&'static str, usize>>,
     failed: AtomicBool,
+    /// Record every change, not only those after an injected failure.
+    watch_all: bool,
     changes_after: Mutex<Vec<(tokio::time::Instant, String)>>,
 }
 
@@ -33,7 +35,16 @@ impl<'a, F: Fleet + Sync> Faulty<'a, F> {
             from_call,
             calls: Mutex::new(BTreeMap::new()),
             failed: AtomicBool::new(false),
+            watch_all: false,
             changes_after: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Fails nothing; records every change and when it was made.
+    pub fn watching(inner: &'a F) -> Self {
+        Faulty {
+            watch_all: true,
+            ..Faulty::failing(inner, "", usize::MAX)
         }
     }
 
@@ -42,7 +53,8 @@ impl<'a, F: Fleet + Sync> Faulty<'a, F> {
         self.failed.load(Ordering::SeqCst)
     }
 
-    /// What was changed after the first injected failure, and when.
+    /// What was changed after the first injected failure (or at all, when watching), and
+    /// when.
     pub fn changes_after_failure(&self) -> Vec<(tokio::time::Instant, String)> {
         self.changes_after
             .lock()
@@ -68,7 +80,7 @@ impl<'a, F: Fleet + Sync> Faulty<'a, F> {
                 reason: "InternalFailure: injected fault".into(),
             });
         }
-        if let (true, Some(change)) = (self.failed(), change) {
+        if let (true, Some(change)) = (self.failed() || self.watch_all, change) {
             self.changes_after
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -325,6 +325,17 @@ where
     }
 }
 
+fn no_credentials(reason: &str, profile: Option<&str>) -> String {
+    match profile {
+        Some(p) => format!(
+            "no usable AWS credentials for profile \"{p}\" ({reason}); check that the profile is in ~/.aws/config or ~/.aws/credentials (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), or log in (`aws sso login --profile {p}`)"
+        ),
+        None => format!(
+            "no usable AWS credentials ({reason}); log in (`aws sso login`), or pass --profile / set AWS_PROFILE or AWS_ACCESS_KEY_ID"
+        ),
+    }
+}
+
 /// Why the fleet could not be reached or the cluster not read at all (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -338,7 +349,7 @@ pub enum FleetError {
     #[error("no AWS region: pass --region, set AWS_REGION, or set a region in the profile")]
     NoRegion,
 
-    #[error("no usable AWS credentials{} ({reason}); log in (`aws sso login{}`), or pass --profile / set AWS_PROFILE or AWS_ACCESS_KEY_ID", profile.as_deref().map(|p| format!(" for profile \"{p}\"")).unwrap_or_default(), profile.as_deref().map(|p| format!(" --profile {p}")).unwrap_or_default())]
+    #[error("{}", no_credentials(reason, profile.as_deref()))]
     NoCredentials {
         reason: String,
         profile: Option<String>,

@@ -293,6 +293,8 @@ struct State {
     calls: BTreeMap<String, u64>,
     /// Every Nth call is throttled (0: never).
     throttle_every: u64,
+    /// A throttling storm: the calls numbered after the first and up to the second.
+    storm: Option<(u64, u64)>,
     total_calls: u64,
     outage_after: Option<u64>,
     /// Actions that always fail (as a missing permission or a broken API would).
@@ -377,6 +379,7 @@ impl SimFleet {
                 next_command: 1,
                 calls: BTreeMap::new(),
                 throttle_every: 0,
+                storm: None,
                 total_calls: 0,
                 outage_after: None,
                 failing: BTreeSet::new(),
@@ -420,6 +423,31 @@ impl SimFleet {
     pub fn with_throttling_every(self, n: u64) -> SimFleet {
         self.lock().throttle_every = n;
         self
+    }
+
+    /// A throttling storm: every call from the one after the first `after` calls, for
+    /// `calls` calls, is throttled, as when another tool floods the account's API.
+    pub fn with_throttling_storm(self, after: u64, calls: u64) -> SimFleet {
+        self.lock().storm = Some((after, after + calls));
+        self
+    }
+
+    /// The storm and any throttling end.
+    pub fn calm(&self) {
+        let mut state = self.lock();
+        state.throttle_every = 0;
+        state.storm = None;
+    }
+
+    /// The operator mends `instance_id`: its faults are gone, and a reboot it never came
+    /// back from ends, as if it was started again by hand now.
+    pub fn mend(&self, instance_id: &str) {
+        let now = self.now();
+        let mut state = self.lock();
+        if let Some(instance) = state.instances.iter_mut().find(|i| i.id == instance_id) {
+            instance.faults.clear();
+        }
+        state.world.bring_back(instance_id, now);
     }
 
     pub fn cluster(&self) -> &str {
@@ -474,7 +502,10 @@ impl SimFleet {
                 reason: "connection refused".into(),
             });
         }
-        if state.throttle_every > 0 && state.total_calls % state.throttle_every == 0 {
+        let in_storm = state
+            .storm
+            .is_some_and(|(after, until)| state.total_calls > after && state.total_calls <= until);
+        if in_storm || state.throttle_every > 0 && state.total_calls % state.throttle_every == 0 {
             return Err(FleetError::Throttled {
                 action: action.into(),
                 scope: self.cluster.clone(),

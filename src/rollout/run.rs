@@ -939,8 +939,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         }
     }
 
-    /// Instances whose agent ECS shows disconnected now, among the failed targets and the
-    /// cluster's other instances: they are unavailable whatever the rollout does.
+    /// Instances whose agent ECS shows disconnected now, among the failed targets, those
+    /// waiting for a reboot (a restart whose agent never came back) and the cluster's
+    /// other instances: they are unavailable whatever the rollout does.
     /// Before the first wave the pending targets are read too: a run that resumes without
     /// its journal may find restarts of the run before it still under way. Those count,
     /// and are returned so the wave leaves them out until they are back.
@@ -950,8 +951,10 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             .states
             .iter()
             .filter(|(_, s)| {
-                matches!(s, InstanceState::Failed { .. })
-                    || (first && **s == InstanceState::Pending)
+                matches!(
+                    s,
+                    InstanceState::Failed { .. } | InstanceState::NeedsReboot { .. }
+                ) || (first && **s == InstanceState::Pending)
             })
             .filter_map(|(id, _)| self.targets.get(id))
             .map(|t| {

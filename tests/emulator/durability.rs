@@ -20,7 +20,7 @@ fn evidence() -> String {
 }
 
 /// Every instance's restart succeeds; `held`: stays InProgress until released.
-fn script_results(emulator: &Emulator, scenario: &Scenario, held: bool) {
+pub(crate) fn script_results(emulator: &Emulator, scenario: &Scenario, held: bool) {
     let results: serde_json::Map<String, Value> = scenario
         .instances
         .iter()
@@ -100,7 +100,7 @@ fn wait_for_first_command(emulator: &Emulator, child: &mut Child) {
     }
 }
 
-fn journal_path(emulator: &Emulator) -> PathBuf {
+pub(crate) fn journal_path(emulator: &Emulator) -> PathBuf {
     emulator
         .home()
         .join(".local/state/privlink-restart")

@@ -12,6 +12,7 @@ use aws_sdk_ecs::types::{
     DesiredStatus, ManagedTerminationProtection, PlacementConstraintType, SchedulingStrategy,
 };
 use aws_sdk_ssm::types::CommandInvocationStatus;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use futures::{stream, StreamExt, TryStreamExt};
 
@@ -33,14 +34,13 @@ const EC2_BATCH: usize = 100;
 const BOOT_ID_WAIT: Duration = Duration::from_secs(60);
 
 /// Maps a failed call to the run-stopping error it is.
-fn fatal<'a, E, R>(
+fn fatal<'a, E>(
     fleet: &'a AwsFleet,
     action: &'static str,
     scope: &str,
-) -> impl FnOnce(SdkError<E, R>) -> FleetError + 'a
+) -> impl FnOnce(SdkError<E, HttpResponse>) -> FleetError + 'a
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     let scope = scope.to_string();
     move |e| CallError::from_sdk(action, e).fatal(&fleet.endpoint, &scope)

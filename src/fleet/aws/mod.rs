@@ -16,8 +16,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use self::counter::RequestCounter;
 use super::{
@@ -65,7 +65,14 @@ impl AwsFleet {
             loader = loader.region(Region::new(region.clone()));
         }
         if let Some(profile) = &settings.profile {
-            loader = loader.profile_name(profile);
+            // A profile named on the command line is the one used, as with the AWS CLI:
+            // the default chain would take credentials left in the environment first,
+            // and run against whatever account those belong to.
+            loader = loader.profile_name(profile).credentials_provider(
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(profile)
+                    .build(),
+            );
         }
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
@@ -85,7 +92,7 @@ impl AwsFleet {
             .provide_credentials()
             .await
             .map_err(|e| FleetError::NoCredentials {
-                reason: DisplayErrorContext(&e).to_string(),
+                reason: causes(&e).replace('\n', " "),
                 profile: settings.profile.clone(),
             })?;
         let endpoint = config
@@ -354,6 +361,33 @@ fn instance_ids_in(message: &str) -> Vec<String> {
         .collect()
 }
 
+/// An error and its sources, each said once: "dispatch failure: io error: … Connection
+/// refused (os error 111)" rather than the SDK's debug dump.
+pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let text = error.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = error.source();
+    }
+    parts.join(": ")
+}
+
+/// An answer that is not AWS's (a web server, a proxy's page, a wrong port).
+fn not_aws(response: &HttpResponse) -> String {
+    let kind = response
+        .headers()
+        .get("content-type")
+        .unwrap_or("no content type");
+    format!(
+        "the answer is not AWS's (HTTP {}, {kind}); check --endpoint-url, AWS_ENDPOINT_URL and any proxy",
+        response.status().as_u16()
+    )
+}
+
 /// What went wrong with one AWS call, before deciding whether it is fatal for the run
 /// ([`FleetError`]) or only leaves one fact unknown ([`Unreadable`]).
 #[derive(Debug, Clone)]
@@ -402,10 +436,9 @@ const REJECTED_CODES: &[&str] = &[
 ];
 
 impl CallError {
-    pub(crate) fn from_sdk<E, R>(action: &'static str, error: SdkError<E, R>) -> CallError
+    pub(crate) fn from_sdk<E>(action: &'static str, error: SdkError<E, HttpResponse>) -> CallError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
     {
         let kind = match &error {
             SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
@@ -433,10 +466,11 @@ impl CallError {
             _ if error.code() == Some("InvalidInstanceId") => CallErrorKind::InvalidInstances,
             _ => CallErrorKind::Other,
         };
-        let reason = match (error.code(), error.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_string(),
-            _ => DisplayErrorContext(&error).to_string(),
+        let reason = match (error.code(), error.message(), &error) {
+            (Some(code), Some(message), _) => format!("{code}: {message}"),
+            (Some(code), None, _) => code.to_string(),
+            (None, _, SdkError::ResponseError(response)) => not_aws(response.raw()),
+            _ => causes(&error),
         };
         CallError {
             action,

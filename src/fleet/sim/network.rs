@@ -332,6 +332,17 @@ impl super::SimFleet {
     }
 
     /// Whether the instance's agent is on the endpoints now, as a probe would find it.
+    /// Whether the instance has been terminated by now.
+    pub fn terminated(&self, instance_id: &str) -> bool {
+        let state = self.lock();
+        let now = self.now();
+        state
+            .instances
+            .iter()
+            .find(|i| i.id == instance_id)
+            .is_some_and(|i| self.is_terminated(i, now))
+    }
+
     pub fn on_endpoints(&self, instance_id: &str) -> bool {
         let state = self.lock();
         let now = self.now();

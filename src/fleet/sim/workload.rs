@@ -150,6 +150,16 @@ impl World {
             .collect()
     }
 
+    /// Reboots of the instance that never came back end: it was started again at `now`.
+    pub(super) fn bring_back(&mut self, instance_id: &str, now: Instant) {
+        let l = self.latencies;
+        for reboot in self.reboots.get_mut(instance_id).into_iter().flatten() {
+            let back = now + l.reboot_up;
+            reboot.agent_back.get_or_insert(back);
+            reboot.impaired_until.get_or_insert(back + l.status_lag);
+        }
+    }
+
     /// Whether a reboot of the instance has gone down by `now`.
     pub(super) fn rebooted_by(&self, instance_id: &str, now: Instant) -> bool {
         self.reboots
