@@ -26,9 +26,17 @@ use privlink_restart::rollout::run::{
 use privlink_restart::rollout::state::InstanceState;
 use privlink_restart::rollout::waves::{plan_waves, Candidate, MaxUnavailable, WavePolicy};
 
+/// Hosts: every one at the fleet's latencies, or (`Hosts::Varied`) each scaled by its
+/// own pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hosts {
+    Uniform,
+    Varied,
+}
+
 /// Instances whose latencies vary from 0.7x to 1.6x the fleet's, from a fixed seed so
-/// every run measures the same fleet.
-fn instances(n: usize) -> Vec<SimInstance> {
+/// every run measures the same fleet (or all at 1x).
+fn instances(n: usize, hosts: Hosts) -> Vec<SimInstance> {
     let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
     let mut seed: u64 = 0x5eed;
     (0..n)
@@ -37,7 +45,11 @@ fn instances(n: usize) -> Vec<SimInstance> {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let unit = (seed >> 11) as f64 / (1u64 << 53) as f64;
-            SimInstance::healthy(format!("i-{i:05}"), zones[i % 3]).with_pace(0.7 + 0.9 * unit)
+            let pace = match hosts {
+                Hosts::Uniform => 1.0,
+                Hosts::Varied => 0.7 + 0.9 * unit,
+            };
+            SimInstance::healthy(format!("i-{i:05}"), zones[i % 3]).with_pace(pace)
         })
         .collect()
 }
@@ -119,9 +131,15 @@ impl Hooks for Journaling {
     }
 }
 
-async fn run(n: usize, policy: WavePolicy, latencies: Latencies, journal: bool) -> Run {
+async fn run(
+    n: usize,
+    hosts: Hosts,
+    policy: WavePolicy,
+    latencies: Latencies,
+    journal: bool,
+) -> Run {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let fleet_instances = instances(n);
+    let fleet_instances = instances(n, hosts);
     let sim = SimFleet::new(fleet_instances, latencies, start);
     let clock = SimClock::starting_at(start);
     let targets = sim.targets();
@@ -250,6 +268,10 @@ async fn main() {
         rehearsal_table().await;
         return;
     }
+    if std::env::args().any(|a| a == "uniform") {
+        uniform_table().await;
+        return;
+    }
     let latencies = Latencies::default();
     // Per host: the restart (delivered, the agent back, its ACS connection), then the
     // path probe (delivered, its record reported).
@@ -275,7 +297,7 @@ async fn main() {
         let bound = per_host.mul_f64(1.15) * waves as u32;
         // ...and the bound no wave-by-wave rollout can beat: each wave lasts as long as
         // its slowest host.
-        let fleet = instances(n);
+        let fleet = instances(n, Hosts::Varied);
         let candidates: Vec<Candidate> = fleet
             .iter()
             .map(|i| Candidate {
@@ -288,10 +310,11 @@ async fn main() {
             .iter()
             .map(|w| per_host.mul_f64(w.instance_ids.iter().map(|id| pace(id)).fold(0.0, f64::max)))
             .sum();
-        let rolled = run(n, policy, latencies, true).await;
+        let rolled = run(n, Hosts::Varied, policy, latencies, true).await;
         assert_eq!(rolled.done, n, "every instance must end done");
         let manual = run(
             n,
+            Hosts::Varied,
             WavePolicy {
                 max_unavailable: MaxUnavailable::Count(1),
                 canary: 0,
@@ -318,9 +341,46 @@ async fn main() {
         );
     }
     println!();
+    uniform_table().await;
+    println!();
     reboot_table().await;
     println!();
     rehearsal_table().await;
+}
+
+/// The cutover issue's bound as written, `(1 + ceil((N − canary) / wave)) × (delivery +
+/// restart + reconnect + probe)`, holds for hosts that all take the same time: the same
+/// rollout on such a fleet.
+async fn uniform_table() {
+    let latencies = Latencies::default();
+    let per_host = latencies.delivery
+        + latencies.restart
+        + latencies.reconnect
+        + latencies.delivery
+        + latencies.report;
+    println!(
+        "| instances, every host alike | waves | makespan | bound | ratio | requests/instance |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [100usize, 1000, 5000] {
+        let policy = WavePolicy {
+            max_unavailable: MaxUnavailable::Percent(10),
+            canary: 1,
+            by_az: false,
+        };
+        let width = policy.max_unavailable.resolve(n);
+        let waves = 1 + (n - 1).div_ceil(width);
+        let bound = per_host * waves as u32;
+        let rolled = run(n, Hosts::Uniform, policy, latencies, false).await;
+        assert_eq!(rolled.done, n, "every instance must end done");
+        println!(
+            "| {n} | {waves} | {:.0} s | {:.0} s | {:.2} | {:.2} |",
+            rolled.makespan.as_secs_f64(),
+            bound.as_secs_f64(),
+            rolled.makespan.as_secs_f64() / bound.as_secs_f64(),
+            rolled.requests as f64 / n as f64,
+        );
+    }
 }
 
 /// `--dry-run`'s rehearsal at 100, 1,000 and 5,000 instances: the wall time it takes
@@ -332,7 +392,7 @@ async fn rehearsal_table() {
     println!("| instances | estimated makespan | wall time of the rehearsal |");
     println!("|---:|---:|---:|");
     for n in [100usize, 1000, 5000] {
-        let sim = SimFleet::new(instances(n), Latencies::default(), start());
+        let sim = SimFleet::new(instances(n, Hosts::Varied), Latencies::default(), start());
         let inventory = sim
             .discover("sim")
             .await

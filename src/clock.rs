@@ -52,9 +52,7 @@ pub fn unix_seconds(time: SystemTime) -> i64 {
 
 /// A Unix time as RFC 3339 in UTC (`2026-11-26T18:03:35Z`), for messages and records.
 pub fn rfc3339(unix: i64) -> String {
-    aws_smithy_types::DateTime::from_secs(unix)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| unix.to_string())
+    jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), |t| t.to_string())
 }
 
 #[cfg(test)]

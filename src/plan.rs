@@ -2,7 +2,7 @@
 //! checks here run inside clap's parsers so a bad value is a usage error (exit 2) that
 //! points at the option.
 
-use crate::fleet::aws::AwsSettings;
+use crate::fleet::AwsSettings;
 use crate::iam::PolicyScope;
 use crate::preflight::PreflightOptions;
 use crate::report::OutputFormat;

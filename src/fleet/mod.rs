@@ -4,6 +4,7 @@
 //! the tool changed), not like the SDK. `aws` is the real adapter;
 //! `sim` is an in-memory cluster on tokio time for tests, the demo and estimates.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(test)]
 pub mod crashing;
@@ -301,6 +302,17 @@ pub trait Fleet {
 
     /// AWS requests sent so far, per IAM action (`ecs:DescribeClusters` → 1).
     fn request_counts(&self) -> BTreeMap<String, u64>;
+}
+
+/// How to reach AWS: the standard chain, overridden where the user said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Overrides every service's endpoint (else `AWS_ENDPOINT_URL*` and the defaults apply).
+    pub endpoint_url: Option<String>,
+    /// Attempts per request, the first included (adaptive retry mode).
+    pub max_attempts: u32,
 }
 
 /// Attempts for a call AWS throttled (after the SDK's own retries).

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::inventory::{Fact, Inventory, Unreadable, Vpc};
 
 pub(crate) use endpoints::route_table_of;
+#[cfg(feature = "aws")]
 pub(crate) use endpoints::service_prefix as endpoint_service_prefix;
 pub use instances::{parse_agent_version, scope_of, InstanceScope, MIN_AGENT_VERSION};
 

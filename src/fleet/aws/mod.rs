@@ -26,16 +26,7 @@ use super::{
 };
 use crate::inventory::{Inventory, Platform, Unreadable};
 
-/// How to reach AWS: the standard chain, overridden where the user said so.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsSettings {
-    pub region: Option<String>,
-    pub profile: Option<String>,
-    /// Overrides every service's endpoint (else `AWS_ENDPOINT_URL*` and the defaults apply).
-    pub endpoint_url: Option<String>,
-    /// Attempts per request, the first included (adaptive retry mode).
-    pub max_attempts: u32,
-}
+pub use super::AwsSettings;
 
 /// A cluster's fleet on AWS.
 pub struct AwsFleet {
