@@ -225,7 +225,7 @@ fn operator() -> Operator {
 
 /// The first Ctrl-C or SIGTERM asks the run to stop starting new work (or ends the
 /// process at once if it has not changed anything yet); the second ends it at once.
-fn watch_signals(stop: StopSignal) {
+fn watch_signals(stop: StopSignal, cluster: String) {
     tokio::spawn(async move {
         let mut signals = 0;
         loop {
@@ -234,7 +234,7 @@ fn watch_signals(stop: StopSignal) {
             }
             signals += 1;
             if signals > 1 || !stop.is_changing() {
-                eprintln!("\nInterrupted: exiting now; the journal is consistent.");
+                eprintln!("\nInterrupted: exiting now; the journal of cluster {cluster} is consistent. `privlink-restart status --cluster {cluster}` shows what is left; `privlink-restart --cluster {cluster} --resume` goes on (with the same --region and --profile).");
                 std::process::exit(exit::ABORTED);
             }
             stop.request();
@@ -397,7 +397,7 @@ async fn demo(args: DemoArgs, output: OutputFormat) -> i32 {
 /// The cutover on a fleet, at the terminal, with Ctrl-C and SIGTERM watched.
 async fn cutover_on<F: Fleet>(fleet: &F, plan: &CutoverPlan) -> i32 {
     let stop = StopSignal::default();
-    watch_signals(stop.clone());
+    watch_signals(stop.clone(), plan.cluster.clone());
     match cutover::run(
         fleet,
         &SystemClock,

@@ -229,7 +229,7 @@ pub fn gather(
                 Ok(_) => {}
                 Err(error) => prior
                     .warnings
-                    .push(format!("{id}: {error}; it is treated as not done")),
+                    .push(format!("{id}: {error}; it is treated as not done, so this run restarts it again (harmless: a restart proven once more)")),
             }
         }
         if let Some(value) = instance.marks.get(OWES_ATTRIBUTE) {
@@ -246,7 +246,7 @@ pub fn gather(
                         .extend(owed.debts);
                 }
                 Err(error) => prior.unreadable.push(format!(
-                    "container instance {} ({id}): {error}. Put back by hand what it names, then: aws ecs delete-attributes --cluster {} --attributes name={OWES_ATTRIBUTE},targetId={}",
+                    "container instance {} ({id}): {error}. Finish it with the version that wrote it, or put back by hand what it names, then: aws ecs delete-attributes --cluster {} --attributes name={OWES_ATTRIBUTE},targetId={}",
                     instance.arn, inventory.cluster.name, instance.arn
                 )),
             }
@@ -264,7 +264,7 @@ pub fn gather(
             Ok(_) => {}
             // Another cluster's record could be this one's: do not guess.
             Err(error) => prior.unreadable.push(format!(
-                "Auto Scaling group {group}: {error}. Put back by hand what it names, then: aws autoscaling delete-tags --tags ResourceId={group},ResourceType=auto-scaling-group,Key={}",
+                "Auto Scaling group {group}: {error}. Finish it with the version that wrote it, or put back by hand what it names, then: aws autoscaling delete-tags --tags ResourceId={group},ResourceType=auto-scaling-group,Key={}",
                 crate::journal::marks::OWES_TAG
             )),
         }

@@ -39,12 +39,22 @@ pub async fn status<F: Fleet>(
             return Ok(exit::USAGE);
         }
     };
-    let record = crate::fleet::patiently(|| fleet.read_record(cluster, Record::Run))
-        .await?
-        .and_then(|v| RunRecord::parse(&v));
-    let lease = crate::fleet::patiently(|| fleet.read_record(cluster, Record::Lease))
-        .await?
-        .and_then(|v| LeaseRecord::parse(&v));
+    let raw_record = crate::fleet::patiently(|| fleet.read_record(cluster, Record::Run)).await?;
+    let record = raw_record.as_deref().and_then(RunRecord::parse);
+    let raw_lease = crate::fleet::patiently(|| fleet.read_record(cluster, Record::Lease)).await?;
+    let lease = raw_lease.as_deref().and_then(LeaseRecord::parse);
+    // Said, not skipped: a record this version cannot read is not the same as none.
+    for (raw, parsed, kind) in [
+        (&raw_record, record.is_some(), Record::Run),
+        (&raw_lease, lease.is_some(), Record::Lease),
+    ] {
+        if raw.is_some() && !parsed {
+            notes.push(format!(
+                "{} holds something this version cannot read; it is left out here (a newer release wrote it, or it was edited)",
+                kind.parameter(cluster)
+            ));
+        }
+    }
     let group_marks = crate::fleet::patiently(|| fleet.group_marks()).await?;
     let prior = prior::gather(&inventory, journal.clone(), record.clone(), &group_marks);
     notes.extend(prior.warnings.iter().cloned());

@@ -32,7 +32,7 @@ const TAG_VALUE_MAX: usize = 256;
 /// Why a record on AWS cannot be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MarkError {
-    #[error("{what} \"{value}\" is not in a format this version reads ({reason}); finish it with the version that wrote it, or remove it once its restore is done by hand")]
+    #[error("{what} \"{value}\" is not in a format this version reads ({reason})")]
     Unreadable {
         what: &'static str,
         value: String,

@@ -60,8 +60,8 @@ impl Holds {
 pub fn plan_holds(group: &Group, member: &Member, use_standby: bool) -> Result<Holds, String> {
     if group.instance_refresh_in_progress {
         return Err(format!(
-            "an Instance Refresh is in progress in Auto Scaling group {}: it replaces instances under the tool's feet",
-            group.name
+            "an Instance Refresh is in progress in Auto Scaling group {}: it replaces instances under the tool's feet; run again once it has ended (aws autoscaling describe-instance-refreshes --auto-scaling-group-name {})",
+            group.name, group.name
         ));
     }
     if member.lifecycle_state != "InService" {

@@ -776,7 +776,8 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             }
             // A failed instance whose agent is still away is still unavailable: it uses up
             // part of the bound until it comes back.
-            let (mut still_away, mut pending_away) = self.failed_and_away().await?;
+            let (away, mut pending_away) = self.failed_and_away().await?;
+            let mut still_away = away.len();
             // Wait for them no longer than an agent may take to come back; after that
             // they are planned like the others (their own restart is what counts).
             let waiting = *waiting_since.get_or_insert_with(Instant::now);
@@ -794,7 +795,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             if room == 0 {
                 return Ok(Some(format!(
                     "{still_away} instance(s) outside the rollout or failed have their agent \
-                     disconnected, which uses up --max-unavailable {width}"
+                     disconnected ({}), which uses up --max-unavailable {width}; bring them \
+                     back or raise --max-unavailable, then --resume",
+                    away.join(", ")
                 )));
             }
             // The waves follow the plan's order (as the plan showed them), each as wide as
@@ -945,7 +948,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
     /// Before the first wave the pending targets are read too: a run that resumes without
     /// its journal may find restarts of the run before it still under way. Those count,
     /// and are returned so the wave leaves them out until they are back.
-    async fn failed_and_away(&self) -> Result<(usize, BTreeSet<String>), FleetError> {
+    async fn failed_and_away(&self) -> Result<(Vec<String>, BTreeSet<String>), FleetError> {
         let first = self.resumed && self.waves_done == 0;
         let watched: BTreeMap<String, Option<String>> = self
             .states
@@ -966,7 +969,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             .chain(self.bystanders.iter().map(|arn| (arn.clone(), None)))
             .collect();
         if watched.is_empty() {
-            return Ok((0, BTreeSet::new()));
+            return Ok((Vec::new(), BTreeSet::new()));
         }
         let arns: Vec<String> = watched.keys().cloned().collect();
         let states = self
@@ -978,7 +981,20 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             .filter_map(|a| watched.get(&a.container_instance_arn).cloned().flatten())
             .filter(|id| self.states.get(id) == Some(&InstanceState::Pending))
             .collect();
-        Ok((away.len(), pending_away))
+        // By instance id where known, else the container instance's own id.
+        let names = away
+            .iter()
+            .map(|a| match watched.get(&a.container_instance_arn) {
+                Some(Some(id)) => id.clone(),
+                _ => a
+                    .container_instance_arn
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&a.container_instance_arn)
+                    .to_string(),
+            })
+            .collect();
+        Ok((names, pending_away))
     }
 
     /// What ECS says about these targets now, by container-instance ARN.
@@ -1251,9 +1267,12 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                         }
                         Some((InvocationStatus::Ended { status, details }, output)) => {
                             let on_host = parse_evidence(output).ok().and_then(|e| e.reason);
+                            // The command id, for `aws ssm get-command-invocation`.
                             let why = match on_host {
-                                Some(reason) => format!("{status} ({details}): {reason}"),
-                                None => format!("{status} ({details})"),
+                                Some(reason) => {
+                                    format!("{status} ({details}): {reason}; command {}", command.0)
+                                }
+                                None => format!("{status} ({details}); command {}", command.0),
                             };
                             self.apply(
                                 id,

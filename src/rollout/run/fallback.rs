@@ -84,7 +84,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
         failures_before: usize,
     ) -> Result<Option<String>, Interruption> {
         loop {
-            let queue = self.needing_reboot();
+            let mut queue = self.needing_reboot();
             if queue.is_empty() {
                 return Ok(None);
             }
@@ -92,14 +92,25 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 self.stopped = true;
                 return Ok(Some(reason));
             }
-            let (still_away, _) = self.failed_and_away().await?;
+            let (away, _) = self.failed_and_away().await?;
+            // An instance whose agent is away already costs nothing more to reboot: those
+            // go first, and only the ones outside the queue use up the bound.
+            queue.sort_by_key(|id| !away.contains(id));
+            let outside: Vec<&String> = away.iter().filter(|a| !queue.contains(a)).collect();
+            let still_away = outside.len();
             let room = width
                 .saturating_sub(still_away)
                 .min(self.config.fallback.max_reboots.max(1));
             if room == 0 {
                 return Ok(Some(format!(
                     "{still_away} instance(s) outside the rollout or failed have their agent \
-                     disconnected, which uses up --max-unavailable {width}: no reboot starts"
+                     disconnected ({}), which uses up --max-unavailable {width}: no reboot \
+                     starts; bring them back or raise --max-unavailable, then --resume",
+                    outside
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             let batch: Vec<String> = queue.into_iter().take(room).collect();
@@ -467,7 +478,7 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     "its EC2 tag names Auto Scaling group {name}, which does not list it: it cannot be held, so it is not rebooted"
                 )),
                 (Some((name, member)), _) => match scaling.groups.get(name) {
-                    None => Some(format!("its Auto Scaling group {name} could not be read")),
+                    None => Some(format!("its Auto Scaling group {name} could not be read (autoscaling:DescribeAutoScalingGroups), so it cannot be held and is not rebooted; run again, or see `privlink-restart check` for a denied permission")),
                     Some(group) => match group_record(tags.get(name), self.cluster) {
                         Err(why) => Some(format!("Auto Scaling group {name}: {why}")),
                         Ok(()) => {
@@ -764,7 +775,9 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                     .iter()
                     .filter_map(|name| match current.get(name) {
                         Some(service) => service.unsettled(),
-                        None => Some(format!("service {name} could not be read")),
+                        None => Some(format!(
+                            "service {name} could not be read (ecs:DescribeServices)"
+                        )),
                     })
                     .collect();
                 if !why.is_empty() {
