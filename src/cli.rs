@@ -211,8 +211,8 @@ pub struct AwsArgs {
     #[arg(long, global = true, value_parser = plan::parse_region, help_heading = "AWS")]
     pub region: Option<String>,
 
-    /// Named profile from ~/.aws/config (SSO and assume-role profiles work); its credentials are used even when others are set in the environment
-    #[arg(long, global = true, env = "AWS_PROFILE", help_heading = "AWS")]
+    /// Named profile from ~/.aws/config (SSO and assume-role profiles work); its credentials are used even when keys are set in the environment [default: AWS_PROFILE, in the SDK's order]
+    #[arg(long, global = true, help_heading = "AWS")]
     pub profile: Option<String>,
 
     /// Send every AWS request to this URL (else AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> apply)

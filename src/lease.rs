@@ -156,6 +156,15 @@ pub async fn acquire<F: Fleet, C: Clock + ?Sized>(
         cluster: cluster.into(),
         by: "a run that released it while this one was taking it; try again".into(),
     })?;
+    if holder == lease.record {
+        // Our own record: an attempt whose answer was lost created it, and the retry found
+        // it there. It is ours.
+        if let Err(error) = lease.confirm(fleet).await {
+            let _ = lease.release(fleet).await;
+            return Err(error);
+        }
+        return Ok(lease);
+    }
     if !break_expired {
         return Err(LeaseError::Held {
             cluster: cluster.into(),

@@ -233,7 +233,11 @@ fn watch_signals(stop: StopSignal, cluster: String) {
                 return;
             }
             signals += 1;
-            if signals > 1 || !stop.is_changing() {
+            if !stop.is_changing() {
+                eprintln!("\nInterrupted before anything was changed on cluster {cluster}.");
+                std::process::exit(exit::ABORTED);
+            }
+            if signals > 1 {
                 eprintln!("\nInterrupted: exiting now; the journal of cluster {cluster} is consistent. `privlink-restart status --cluster {cluster}` shows what is left; `privlink-restart --cluster {cluster} --resume` goes on (with the same --region and --profile).");
                 std::process::exit(exit::ABORTED);
             }

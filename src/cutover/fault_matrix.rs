@@ -239,7 +239,7 @@ async fn cell(scenario: Scenario, method: &'static str, from_call: usize) -> Cel
         changed_after_halt: faulty
             .changes_after_failure()
             .into_iter()
-            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at > halted))
+            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at >= halted))
             .map(|(_, c)| c)
             .collect(),
         resumed,
@@ -519,7 +519,7 @@ async fn kind_cell(kind: &Kind) -> KindCell {
         changed_after_halt: watched
             .changes_after_failure()
             .into_iter()
-            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at > halted))
+            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at >= halted))
             .map(|(_, c)| c)
             .collect(),
         resumed,
@@ -557,4 +557,30 @@ async fn every_kind_of_fleet_fault_leaves_nothing_owed_and_a_resume_finishes() {
             c.resumed
         );
     }
+}
+
+/// With room for one instance away, an agent that never came back after its restart uses
+/// up the bound: its reboot comes first (it costs nothing more), then the waves go on. It
+/// neither halts the run for good nor lets a second instance go while it is away.
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_never_came_back_is_rebooted_first_when_it_uses_up_the_bound() {
+    let sim = fleet(&[(1, Fault::NeverReconnects)]).with_max_unavailable(1);
+    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::new(dir.path().join("state"));
+    let mut plan = plan(&store, Scenario::Restarts);
+    plan.rollout.waves.max_unavailable = MaxUnavailable::Count(1);
+    let mut console = Recorder::default();
+    let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
+        .await
+        .unwrap();
+    assert_eq!(code, exit::OK, "{}\n{}", console.err, console.out);
+    assert_eq!(sim.reboots_of("i-001"), 1);
+    for id in all() {
+        assert!(sim.on_endpoints(&id), "{id}\n{}", console.out);
+        if id != "i-001" {
+            assert_eq!(sim.reboots_of(&id), 0, "{id} was rebooted");
+        }
+    }
+    assert_eq!(owed(&sim, &all()), Vec::<String>::new());
 }

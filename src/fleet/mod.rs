@@ -8,6 +8,7 @@
 pub mod aws;
 #[cfg(test)]
 pub mod crashing;
+#[cfg(test)]
 pub mod faulty;
 pub mod operations;
 pub mod sim;

@@ -514,8 +514,17 @@ impl SimFleet {
         Ok(())
     }
 
-    /// Instances whose agent is away (or whose restart is still running) at `now`.
-    fn away_now(state: &State, now: Instant) -> usize {
+    /// Instances whose agent is away (or whose restart is still running) at `now`, or
+    /// that are drained or rebooting: each counted once.
+    fn away_now(&self, state: &State, now: Instant) -> usize {
+        let mut away = Self::restarts_away(state, now);
+        away.extend(self.held_ids(state, now));
+        away.len()
+    }
+
+    /// Instances whose agent is away after a restart (or whose restart is still running)
+    /// at `now`. A reboot after the restart that brought the agent back ends it.
+    fn restarts_away(state: &State, now: Instant) -> BTreeSet<String> {
         let mut away: BTreeMap<&str, bool> = BTreeMap::new();
         for timelines in state.commands.values() {
             for (id, timeline) in timelines {
@@ -530,10 +539,17 @@ impl SimFleet {
                     Some((down, None)) => now >= timeline.sent + down,
                     None => false,
                 };
-                *away.entry(id.as_str()).or_default() |= running || down;
+                let rebooted_back =
+                    state.world.agent_away(id).iter().any(|(went, back)| {
+                        *went >= timeline.sent && back.is_some_and(|b| now >= b)
+                    });
+                *away.entry(id.as_str()).or_default() |= running || (down && !rebooted_back);
             }
         }
-        away.values().filter(|a| **a).count()
+        away.into_iter()
+            .filter(|(_, a)| *a)
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     fn evidence(
@@ -945,7 +961,7 @@ impl Fleet for SimFleet {
                 .collect();
         state.commands.insert(id.clone(), timelines);
         if let Some(limit) = self.max_unavailable {
-            let away = Self::away_now(&state, now);
+            let away = self.away_now(&state, now);
             assert!(
                 away <= limit,
                 "{away} instances away at once, more than the {limit} allowed"

@@ -776,20 +776,30 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
             }
             // A failed instance whose agent is still away is still unavailable: it uses up
             // part of the bound until it comes back.
-            let (away, mut pending_away) = self.failed_and_away().await?;
-            let mut still_away = away.len();
+            let (mut away, mut pending_away) = self.failed_and_away().await?;
             // Wait for them no longer than an agent may take to come back; after that
             // they are planned like the others (their own restart is what counts).
             let waiting = *waiting_since.get_or_insert_with(Instant::now);
             if Instant::now() >= waiting + self.config.agent_timeout {
-                still_away -= pending_away.len();
+                away.retain(|name| !pending_away.contains(name));
                 pending_away.clear();
             }
+            let still_away = away.len();
             pending.retain(|c| !pending_away.contains(&c.instance_id));
             let room = width.saturating_sub(still_away);
             if room == 0 && !pending_away.is_empty() {
                 // Restarts of an earlier run still under way: wait for them to end.
                 tokio::time::sleep(self.config.poll_interval).await;
+                continue;
+            }
+            let needing_reboot = self.needing_reboot();
+            if room == 0 && away.iter().any(|name| needing_reboot.contains(name)) {
+                // Restarts whose agent never came back use up the bound: their reboots
+                // come first (rebooting an instance already away costs nothing more),
+                // then the waves go on.
+                if let Some(halted) = self.reboots(width, failures_before).await? {
+                    return Ok(Some(halted));
+                }
                 continue;
             }
             if room == 0 {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -56,19 +56,33 @@ impl AwsFleet {
             loader = loader.region(Region::new(region.clone()));
         }
         if let Some(profile) = &settings.profile {
-            // A profile named on the command line is the one used, as with the AWS CLI:
-            // the default chain would take credentials left in the environment first,
-            // and run against whatever account those belong to.
-            loader = loader.profile_name(profile).credentials_provider(
-                aws_config::profile::ProfileFileCredentialsProvider::builder()
-                    .profile_name(profile)
-                    .build(),
-            );
+            loader = loader.profile_name(profile);
         }
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
         let config = loader.load().await;
+        let config = match &settings.profile {
+            // A profile named on the command line is the one used, as with the AWS CLI:
+            // the default chain would take keys left in the environment first, and run
+            // against whatever account those belong to. Its region (from --region or
+            // the profile) reaches the provider, which an assume-role profile's STS
+            // call needs.
+            Some(profile) => {
+                let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(profile)
+                    .configure(
+                        &aws_config::provider_config::ProviderConfig::default()
+                            .with_region(config.region().cloned()),
+                    )
+                    .build();
+                config
+                    .to_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(provider))
+                    .build()
+            }
+            None => config,
+        };
         let region = config
             .region()
             .map(|r| r.to_string())

@@ -331,7 +331,6 @@ impl super::SimFleet {
         }
     }
 
-    /// Whether the instance's agent is on the endpoints now, as a probe would find it.
     /// Whether the instance has been terminated by now.
     pub fn terminated(&self, instance_id: &str) -> bool {
         let state = self.lock();
@@ -343,6 +342,7 @@ impl super::SimFleet {
             .is_some_and(|i| self.is_terminated(i, now))
     }
 
+    /// Whether the instance's agent is on the endpoints now, as a probe would find it.
     pub fn on_endpoints(&self, instance_id: &str) -> bool {
         let state = self.lock();
         let now = self.now();

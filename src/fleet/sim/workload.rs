@@ -502,6 +502,11 @@ impl SimFleet {
 
     /// Instances drained by the tool or rebooting (down) at `now`.
     fn held_now(&self, state: &State, now: Instant) -> usize {
+        self.held_ids(state, now).len()
+    }
+
+    /// Instances drained by the tool or rebooting (down) at `now`.
+    pub(super) fn held_ids(&self, state: &State, now: Instant) -> BTreeSet<String> {
         let mut held: BTreeSet<&str> = state.world.drained_at.keys().map(String::as_str).collect();
         // A terminated instance is nobody's capacity any more: it holds nothing.
         for instance in &state.instances {
@@ -522,7 +527,7 @@ impl SimFleet {
                 held.insert(id);
             }
         }
-        held.len()
+        held.into_iter().map(str::to_string).collect()
     }
 
     fn check_held(&self, state: &mut State, now: Instant) {
@@ -535,7 +540,7 @@ impl SimFleet {
             );
         }
         if let Some(limit) = self.max_unavailable {
-            let away = Self::away_now(state, now) + held;
+            let away = self.away_now(state, now);
             assert!(
                 away <= limit,
                 "{away} instances unavailable at once, more than the {limit} allowed"
