@@ -280,7 +280,7 @@ async fn bad_situations_each_have_their_exit_code_and_a_line_that_names_them() {
     ));
 
     // Leases: another run's, live; expired but not by two renewal intervals; long expired.
-    put_lease(&emulator, &foreign_lease(now() + 3600)).await;
+    put_lease(&emulator, &foreign_lease(now() + 300)).await;
     rows.push(run_case(
         &emulator,
         Some(&cutover),
