@@ -279,26 +279,14 @@ async fn main() {
         return;
     }
     let latencies = Latencies::default();
-    // Per host: the restart (delivered, the agent back, its ACS connection), then the
-    // path probe (delivered, its record reported).
-    let per_host = latencies.delivery
-        + latencies.restart
-        + latencies.reconnect
-        + latencies.delivery
-        + latencies.report;
+    let per_host = per_host(latencies);
     println!(
         "| instances | waves | makespan | bound, mean host | ratio | bound, slowest host per wave | ratio | \
          requests/instance | one at a time | journal writes | journal size | time writing it | peak RSS |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in [100usize, 1000, 5000] {
-        let policy = WavePolicy {
-            max_unavailable: MaxUnavailable::Percent(10),
-            canary: 1,
-            by_az: false,
-        };
-        let width = policy.max_unavailable.resolve(n);
-        let waves = 1 + (n - 1).div_ceil(width);
+        let (policy, waves) = ten_percent(n);
         // The issue's bound with the mean host (pace 0.7 + 0.9 / 2 = 1.15)...
         let bound = per_host.mul_f64(1.15) * waves as u32;
         // ...and the bound no wave-by-wave rollout can beat: each wave lasts as long as
@@ -358,28 +346,39 @@ async fn main() {
     rehearsal_table().await;
 }
 
+/// Per host: the restart (delivered, the agent back, its ACS connection), then the path
+/// probe (delivered, its record reported).
+fn per_host(latencies: Latencies) -> Duration {
+    latencies.delivery
+        + latencies.restart
+        + latencies.reconnect
+        + latencies.delivery
+        + latencies.report
+}
+
+/// The default waves, 10% at once after a canary of one, and how many there are for `n`.
+fn ten_percent(n: usize) -> (WavePolicy, usize) {
+    let policy = WavePolicy {
+        max_unavailable: MaxUnavailable::Percent(10),
+        canary: 1,
+        by_az: false,
+    };
+    let width = policy.max_unavailable.resolve(n);
+    (policy, 1 + (n - 1).div_ceil(width))
+}
+
 /// The cutover issue's bound as written, `(1 + ceil((N − canary) / wave)) × (delivery +
 /// restart + reconnect + probe)`, holds for hosts that all take the same time: the same
 /// rollout on such a fleet.
 async fn uniform_table() {
     let latencies = Latencies::default();
-    let per_host = latencies.delivery
-        + latencies.restart
-        + latencies.reconnect
-        + latencies.delivery
-        + latencies.report;
+    let per_host = per_host(latencies);
     println!(
         "| instances, every host alike | waves | makespan | bound | ratio | requests/instance |"
     );
     println!("|---:|---:|---:|---:|---:|---:|");
     for n in [100usize, 1000, 5000] {
-        let policy = WavePolicy {
-            max_unavailable: MaxUnavailable::Percent(10),
-            canary: 1,
-            by_az: false,
-        };
-        let width = policy.max_unavailable.resolve(n);
-        let waves = 1 + (n - 1).div_ceil(width);
+        let (policy, waves) = ten_percent(n);
         let bound = per_host * waves as u32;
         let rolled = run(n, Hosts::Uniform, policy, latencies, false).await;
         assert_eq!(rolled.done, n, "every instance must end done");

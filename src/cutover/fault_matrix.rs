@@ -133,6 +133,17 @@ struct Watch {
     halted_at: Option<Instant>,
 }
 
+impl Watch {
+    /// The changes made once the rollout had halted (in the same instant or later).
+    fn after_halt(&self, changes: Vec<(Instant, String)>) -> Vec<String> {
+        changes
+            .into_iter()
+            .filter(|(at, _)| self.halted_at.is_some_and(|halted| *at >= halted))
+            .map(|(_, change)| change)
+            .collect()
+    }
+}
+
 impl Console for Watch {
     fn out(&mut self, text: &str) {
         if self.halted_at.is_none() && text.contains(r#""event":"halted""#) {
@@ -236,12 +247,7 @@ async fn cell(scenario: Scenario, method: &'static str, from_call: usize) -> Cel
             .into_iter()
             .map(|(_, c)| c)
             .collect(),
-        changed_after_halt: faulty
-            .changes_after_failure()
-            .into_iter()
-            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at >= halted))
-            .map(|(_, c)| c)
-            .collect(),
+        changed_after_halt: console.after_halt(faulty.changes_after_failure()),
         resumed,
     }
 }
@@ -516,12 +522,7 @@ async fn kind_cell(kind: &Kind) -> KindCell {
             |e| format!("error: {e}"),
         ),
         owed: owed_after,
-        changed_after_halt: watched
-            .changes_after_failure()
-            .into_iter()
-            .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at >= halted))
-            .map(|(_, c)| c)
-            .collect(),
+        changed_after_halt: console.after_halt(watched.changes_after_failure()),
         resumed,
     }
 }
