@@ -158,11 +158,7 @@ pub async fn acquire<F: Fleet, C: Clock + ?Sized>(
     })?;
     if holder == lease.record {
         // Our own record: an attempt whose answer was lost created it, and the retry found
-        // it there. It is ours.
-        if let Err(error) = lease.confirm(fleet).await {
-            let _ = lease.release(fleet).await;
-            return Err(error);
-        }
+        // it there. Read back as written, it is confirmed.
         return Ok(lease);
     }
     if !break_expired {

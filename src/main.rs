@@ -9,7 +9,8 @@ use privlink_restart::cli::{Cli, Command, CutoverArgs, DemoArgs, RestartMethodAr
 use privlink_restart::clock::SystemClock;
 use privlink_restart::cutover::{self, Console, CutoverPlan, Durability, Operator, StopSignal};
 use privlink_restart::demo::DemoSettings;
-use privlink_restart::fleet::aws::{AwsFleet, AwsSettings};
+use privlink_restart::fleet::aws::AwsFleet;
+use privlink_restart::fleet::AwsSettings;
 use privlink_restart::fleet::Fleet;
 use privlink_restart::iam::{self, PolicyScope};
 use privlink_restart::journal::{default_state_dir, JournalStore};

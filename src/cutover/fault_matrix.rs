@@ -12,10 +12,10 @@ use tokio::time::Instant;
 use super::tests::{cutover, Recorder};
 use super::*;
 use crate::clock::SimClock;
-use crate::fleet::faulty::{Faulty, METHODS};
+use crate::fleet::faulty::Faulty;
+use crate::fleet::gated::METHODS;
 use crate::fleet::sim::{Fault, Latencies, SimFleet, SimGroup, SimInstance, SimService};
 use crate::journal::marks::OWES_ATTRIBUTE;
-use crate::report::Colour;
 use crate::rollout::waves::{MaxUnavailable, WavePolicy};
 
 const INSTANCES: usize = 6;
@@ -125,44 +125,13 @@ fn all() -> Vec<String> {
     (0..INSTANCES).map(|i| format!("i-{i:03}")).collect()
 }
 
-/// A console that notes when the rollout halted (its JSON `halted` event).
-#[derive(Default)]
-struct Watch {
-    out: String,
-    err: String,
-    halted_at: Option<Instant>,
-}
-
-impl Watch {
-    /// The changes made once the rollout had halted (in the same instant or later).
-    fn after_halt(&self, changes: Vec<(Instant, String)>) -> Vec<String> {
-        changes
-            .into_iter()
-            .filter(|(at, _)| self.halted_at.is_some_and(|halted| *at >= halted))
-            .map(|(_, change)| change)
-            .collect()
-    }
-}
-
-impl Console for Watch {
-    fn out(&mut self, text: &str) {
-        if self.halted_at.is_none() && text.contains(r#""event":"halted""#) {
-            self.halted_at = Some(Instant::now());
-        }
-        self.out.push_str(text);
-    }
-    fn err(&mut self, text: &str) {
-        self.err.push_str(text);
-    }
-    fn confirm(&mut self, _question: &str) -> Option<bool> {
-        None
-    }
-    fn colour(&self) -> Colour {
-        Colour::Off
-    }
-    fn progress_visible(&self) -> bool {
-        false
-    }
+/// The changes made once the rollout had halted (in the same instant or later).
+fn after_halt(console: &Recorder, changes: Vec<(Instant, String)>) -> Vec<String> {
+    changes
+        .into_iter()
+        .filter(|(at, _)| console.halted_at.is_some_and(|halted| *at >= halted))
+        .map(|(_, change)| change)
+        .collect()
 }
 
 struct Cell {
@@ -179,62 +148,107 @@ struct Cell {
     resumed: i32,
 }
 
-async fn cell(scenario: Scenario, method: &'static str, from_call: usize) -> Cell {
-    let sim = world(scenario);
-    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let dir = tempfile::tempdir().unwrap();
-    let store = JournalStore::new(dir.path().join("state"));
-    let faulty = Faulty::failing(&sim, method, from_call);
-    let mut console = Watch::default();
-    let mut first = plan(&store, scenario);
-    first.output = OutputFormat::Json;
-    let code = match run(
-        &faulty,
-        &clock,
-        &first,
-        &mut console,
-        &StopSignal::default(),
-    )
-    .await
-    {
-        Ok(code) => code,
-        Err(_) => exit::USAGE,
-    };
-    let owed_after_fault = owed(&sim, &all()).len();
-    // The error is gone; the operator resumes a minute later.
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let mut resume = plan(&store, scenario);
-    resume.durability.resume = true;
-    // A lease the failed run could not release has expired by then: the operator breaks
-    // it, as the refusal says.
-    resume.durability.break_lease = true;
-    let mut again = Recorder::default();
-    let resumed = run(&sim, &clock, &resume, &mut again, &StopSignal::default())
+/// Where a cell's two runs keep their journal, on one clock.
+struct Bench {
+    clock: SimClock,
+    store: JournalStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        Bench {
+            clock: SimClock::starting_at(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            ),
+            store: JournalStore::new(dir.path().join("state")),
+            _dir: dir,
+        }
+    }
+
+    /// The cutover on `fleet` (the cluster behind its gate), its JSON watched for the
+    /// halt: the console, and the exit code or the error.
+    async fn first_run<F: Fleet + Sync>(
+        &self,
+        fleet: &F,
+        scenario: Scenario,
+    ) -> (Recorder, Result<i32, String>) {
+        let mut console = Recorder::default();
+        let mut first = plan(&self.store, scenario);
+        first.output = OutputFormat::Json;
+        let ended = run(
+            fleet,
+            &self.clock,
+            &first,
+            &mut console,
+            &StopSignal::default(),
+        )
+        .await
+        .map_err(|e| e.to_string());
+        (console, ended)
+    }
+
+    /// A minute later the operator mends what was wrong and resumes, breaking the lease
+    /// a failed run could not release (expired by then), as the refusal says. The resume
+    /// must finish with nothing owed and every agent on the endpoints (restarted or
+    /// rebooted once, in one run or the other; one already moved is found so by the
+    /// resume's probe; a terminated one aside). Its exit code.
+    async fn resume_finishes(
+        &self,
+        sim: &SimFleet,
+        scenario: Scenario,
+        mend: impl FnOnce(),
+        label: &str,
+        first: &Recorder,
+    ) -> i32 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        mend();
+        let mut resume = plan(&self.store, scenario);
+        resume.durability.resume = true;
+        resume.durability.break_lease = true;
+        let mut again = Recorder::default();
+        let resumed = run(
+            sim,
+            &self.clock,
+            &resume,
+            &mut again,
+            &StopSignal::default(),
+        )
         .await
         .unwrap_or(exit::USAGE);
-    assert_eq!(
-        resumed,
-        exit::OK,
-        "{method} from call {from_call}: the resume did not finish\n{}\n{}\n{}",
-        console.err,
-        again.err,
-        again.out
-    );
-    assert_eq!(
-        owed(&sim, &all()),
-        Vec::<String>::new(),
-        "{method} from call {from_call}"
-    );
-    // Every agent ends on the endpoints (restarted or rebooted once, in one run or the
-    // other; one already moved is found so by the resume's probe and left alone).
-    for i in 0..INSTANCES {
-        let id = format!("i-{i:03}");
-        assert!(
-            sim.on_endpoints(&id),
-            "{method} from call {from_call}: {id} is not on the endpoints\n{}",
+        assert_eq!(
+            resumed,
+            exit::OK,
+            "{label}: the resume did not finish\n{}\n{}\n{}",
+            first.err,
+            again.err,
             again.out
         );
+        assert_eq!(owed(sim, &all()), Vec::<String>::new(), "{label}");
+        for id in all().iter().filter(|id| !sim.terminated(id)) {
+            assert!(
+                sim.on_endpoints(id),
+                "{label}: {id} is not on the endpoints\n{}",
+                again.out
+            );
+        }
+        resumed
     }
+}
+
+async fn cell(scenario: Scenario, method: &'static str, from_call: usize) -> Cell {
+    let sim = world(scenario);
+    let bench = Bench::new();
+    let faulty = Faulty::failing(&sim, method, from_call);
+    let (console, ended) = bench.first_run(&faulty, scenario).await;
+    let code = ended.unwrap_or(exit::USAGE);
+    let owed_after_fault = owed(&sim, &all()).len();
+    // The error is gone: nothing to mend.
+    let label = format!("{method} from call {from_call}");
+    let resumed = bench
+        .resume_finishes(&sim, scenario, || {}, &label, &console)
+        .await;
     Cell {
         scenario,
         method,
@@ -247,7 +261,7 @@ async fn cell(scenario: Scenario, method: &'static str, from_call: usize) -> Cel
             .into_iter()
             .map(|(_, c)| c)
             .collect(),
-        changed_after_halt: console.after_halt(faulty.changes_after_failure()),
+        changed_after_halt: after_halt(&console, faulty.changes_after_failure()),
         resumed,
     }
 }
@@ -463,58 +477,25 @@ fn final_state(json_lines: &str, id: &str) -> String {
 
 async fn kind_cell(kind: &Kind) -> KindCell {
     let sim = (kind.account)(fleet(kind.faults));
-    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let dir = tempfile::tempdir().unwrap();
-    let store = JournalStore::new(dir.path().join("state"));
+    let bench = Bench::new();
     let watched = Faulty::watching(&sim);
-    let mut console = Watch::default();
-    let mut first = plan(&store, kind.scenario);
-    first.output = OutputFormat::Json;
-    let (code, error) = match run(
-        &watched,
-        &clock,
-        &first,
-        &mut console,
-        &StopSignal::default(),
-    )
-    .await
-    {
+    let (console, ended) = bench.first_run(&watched, kind.scenario).await;
+    let (code, error) = match ended {
         Ok(code) => (code, None),
-        Err(error) => (exit::USAGE, Some(error.to_string())),
+        Err(error) => (exit::USAGE, Some(error)),
     };
     let owed_after = owed(&sim, &all()).len();
-    // The operator mends what was wrong and resumes a minute later.
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    sim.calm();
-    for id in all() {
-        sim.mend(&id);
-    }
-    let mut resume = plan(&store, kind.scenario);
-    resume.durability.resume = true;
-    resume.durability.break_lease = true;
-    let mut again = Recorder::default();
-    let resumed = run(&sim, &clock, &resume, &mut again, &StopSignal::default())
-        .await
-        .unwrap_or(exit::USAGE);
-    let name = kind.name;
-    assert_eq!(
-        resumed,
-        exit::OK,
-        "{name}: the resume did not finish\n{}\n{}\n{}",
-        console.err,
-        again.err,
-        again.out
-    );
-    assert_eq!(owed(&sim, &all()), Vec::<String>::new(), "{name}");
-    for id in all().iter().filter(|id| !sim.terminated(id)) {
-        assert!(
-            sim.on_endpoints(id),
-            "{name}: {id} is not on the endpoints\n{}",
-            again.out
-        );
-    }
+    let mend = || {
+        sim.calm();
+        for id in all() {
+            sim.mend(&id);
+        }
+    };
+    let resumed = bench
+        .resume_finishes(&sim, kind.scenario, mend, kind.name, &console)
+        .await;
     KindCell {
-        name,
+        name: kind.name,
         scenario: kind.scenario,
         code,
         faulty: error.map_or_else(
@@ -522,7 +503,7 @@ async fn kind_cell(kind: &Kind) -> KindCell {
             |e| format!("error: {e}"),
         ),
         owed: owed_after,
-        changed_after_halt: console.after_halt(watched.changes_after_failure()),
+        changed_after_halt: after_halt(&console, watched.changes_after_failure()),
         resumed,
     }
 }
@@ -566,15 +547,19 @@ async fn every_kind_of_fleet_fault_leaves_nothing_owed_and_a_resume_finishes() {
 #[tokio::test(start_paused = true)]
 async fn an_agent_that_never_came_back_is_rebooted_first_when_it_uses_up_the_bound() {
     let sim = fleet(&[(1, Fault::NeverReconnects)]).with_max_unavailable(1);
-    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let dir = tempfile::tempdir().unwrap();
-    let store = JournalStore::new(dir.path().join("state"));
-    let mut plan = plan(&store, Scenario::Restarts);
+    let bench = Bench::new();
+    let mut plan = plan(&bench.store, Scenario::Restarts);
     plan.rollout.waves.max_unavailable = MaxUnavailable::Count(1);
     let mut console = Recorder::default();
-    let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
-        .await
-        .unwrap();
+    let code = run(
+        &sim,
+        &bench.clock,
+        &plan,
+        &mut console,
+        &StopSignal::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, exit::OK, "{}\n{}", console.err, console.out);
     assert_eq!(sim.reboots_of("i-001"), 1);
     for id in all() {

@@ -1056,10 +1056,15 @@ mod tests {
         pub(super) answer: Option<bool>,
         pub(super) asked: bool,
         pub(super) question: String,
+        /// When the rollout's JSON `halted` event was printed (virtual time).
+        pub(super) halted_at: Option<tokio::time::Instant>,
     }
 
     impl Console for Recorder {
         fn out(&mut self, text: &str) {
+            if self.halted_at.is_none() && text.contains(r#""event":"halted""#) {
+                self.halted_at = Some(tokio::time::Instant::now());
+            }
             self.out.push_str(text);
         }
         fn err(&mut self, text: &str) {

@@ -553,6 +553,30 @@ async fn status_shows_a_stopped_run_with_its_instances_and_exits_1_until_finishe
     assert!(console.out.contains("--resume"), "{}", console.out);
 }
 
+/// A run record and a lease this version cannot read are said, not taken for none.
+#[tokio::test(start_paused = true)]
+async fn status_says_when_it_cannot_read_the_run_record_or_the_lease() {
+    let sim = sim();
+    for record in [Record::Run, Record::Lease] {
+        sim.write_record("sim", record, "{\"schema\":99}", true)
+            .await
+            .unwrap();
+    }
+    let mut console = Recorder::default();
+    status::status(&sim, "sim", None, OutputFormat::Human, &mut console)
+        .await
+        .unwrap();
+    let said = format!("{}{}", console.out, console.err);
+    for parameter in ["/privlink-restart/run/sim", "/privlink-restart/lease/sim"] {
+        assert!(
+            said.contains(&format!(
+                "{parameter} holds something this version cannot read"
+            )),
+            "{said}"
+        );
+    }
+}
+
 /// A small fleet whose one unmanaged instance goes through the whole fallback.
 fn fallback_sim() -> SimFleet {
     let instances = (0..3)

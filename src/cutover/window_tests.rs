@@ -157,19 +157,50 @@ async fn a_rollout_needing_two_windows_finishes_in_two_runs_with_resume() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn no_wait_outside_a_window_exits_3_and_touches_nothing() {
+/// A run on four instances on Friday (START) with only Saturday's window, its plan
+/// `adjust`ed, and what came of it.
+struct Outside {
+    sim: SimFleet,
+    store: JournalStore,
+    _dir: tempfile::TempDir,
+    code: i32,
+    console: Recorder,
+    /// Virtual time the run took.
+    took: Duration,
+}
+
+async fn outside_the_window(adjust: impl FnOnce(&mut CutoverPlan)) -> Outside {
     let sim = sim(4);
     let dir = tempfile::tempdir().unwrap();
     let store = JournalStore::new(dir.path().join("state"));
     let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(START as u64));
     let mut plan = plan(&store, limits(&[SATURDAY]));
-    plan.no_wait = true;
+    adjust(&mut plan);
     let mut console = Recorder::default();
     let began = tokio::time::Instant::now();
     let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
         .await
         .unwrap();
+    Outside {
+        sim,
+        store,
+        _dir: dir,
+        code,
+        console,
+        took: began.elapsed(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_wait_outside_a_window_exits_3_and_touches_nothing() {
+    let Outside {
+        sim,
+        store,
+        code,
+        console,
+        took,
+        ..
+    } = outside_the_window(|plan| plan.no_wait = true).await;
     assert_eq!(code, exit::STOPPED);
     assert!(
         console.err.contains(
@@ -178,28 +209,22 @@ async fn no_wait_outside_a_window_exits_3_and_touches_nothing() {
         "{}",
         console.err
     );
-    assert!(began.elapsed() < Duration::from_secs(60), "it did not wait");
+    assert!(took < Duration::from_secs(60), "it did not wait");
     assert_no_changes(&sim, &store);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_before_the_next_window_starts_nothing() {
-    let sim = sim(4);
-    let dir = tempfile::tempdir().unwrap();
-    let store = JournalStore::new(dir.path().join("state"));
-    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(START as u64));
-    let mut limits = limits(&[SATURDAY]);
-    limits.deadline = Some(jiff::Timestamp::from_second(START + 3600).unwrap());
-    let mut console = Recorder::default();
-    let code = run(
-        &sim,
-        &clock,
-        &plan(&store, limits),
-        &mut console,
-        &StopSignal::default(),
-    )
-    .await
-    .unwrap();
+    let Outside {
+        sim,
+        store,
+        code,
+        console,
+        ..
+    } = outside_the_window(|plan| {
+        plan.rollout.limits.deadline = Some(jiff::Timestamp::from_second(START + 3600).unwrap());
+    })
+    .await;
     assert_eq!(code, exit::STOPPED);
     assert!(
         console
@@ -263,18 +288,17 @@ fn the_resume_command_keeps_the_windows_and_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dry_run_outside_its_window_shows_the_plan_and_waits_for_nothing() {
-    let sim = sim(4);
-    let dir = tempfile::tempdir().unwrap();
-    let store = JournalStore::new(dir.path().join("state"));
-    let clock = SimClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(START as u64));
-    let mut plan = plan(&store, limits(&[SATURDAY]));
-    plan.dry_run = true;
-    plan.no_wait = true;
-    let mut console = Recorder::default();
-    let began = tokio::time::Instant::now();
-    let code = run(&sim, &clock, &plan, &mut console, &StopSignal::default())
-        .await
-        .unwrap();
+    let Outside {
+        sim,
+        code,
+        console,
+        took,
+        ..
+    } = outside_the_window(|plan| {
+        plan.dry_run = true;
+        plan.no_wait = true;
+    })
+    .await;
     assert_eq!(code, exit::OK, "{}", console.err);
     let doc: serde_json::Value = serde_json::from_str(console.out.trim()).unwrap();
     assert_eq!(doc["windows"][0], SATURDAY);
@@ -287,6 +311,6 @@ async fn a_dry_run_outside_its_window_shows_the_plan_and_waits_for_nothing() {
             .starts_with("2027-01-16T08:0"),
         "{doc}"
     );
-    assert!(began.elapsed() < Duration::from_secs(60), "it did not wait");
+    assert!(took < Duration::from_secs(60), "it did not wait");
     assert!(sim.sent_commands().is_empty());
 }

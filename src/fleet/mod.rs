@@ -10,6 +10,8 @@ pub mod aws;
 pub mod crashing;
 #[cfg(test)]
 pub mod faulty;
+#[cfg(test)]
+pub mod gated;
 pub mod operations;
 pub mod sim;
 pub mod workload;

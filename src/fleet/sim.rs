@@ -473,6 +473,21 @@ impl SimFleet {
         unix_seconds(self.wall_start + at.duration_since(self.created))
     }
 
+    /// Asks `question` of one instance now (`false` when there is no such instance).
+    fn about(
+        &self,
+        instance_id: &str,
+        question: impl FnOnce(&State, &SimInstance, Instant) -> bool,
+    ) -> bool {
+        let state = self.lock();
+        let now = self.now();
+        state
+            .instances
+            .iter()
+            .find(|i| i.id == instance_id)
+            .is_some_and(|i| question(&state, i, now))
+    }
+
     fn is_terminated(&self, instance: &SimInstance, now: Instant) -> bool {
         instance
             .terminated_after()
@@ -517,39 +532,38 @@ impl SimFleet {
     /// Instances whose agent is away (or whose restart is still running) at `now`, or
     /// that are drained or rebooting: each counted once.
     fn away_now(&self, state: &State, now: Instant) -> usize {
-        let mut away = Self::restarts_away(state, now);
+        let mut away = self.restarts_away(state, now);
         away.extend(self.held_ids(state, now));
         away.len()
     }
 
-    /// Instances whose agent is away after a restart (or whose restart is still running)
-    /// at `now`. A reboot after the restart that brought the agent back ends it.
-    fn restarts_away(state: &State, now: Instant) -> BTreeSet<String> {
-        let mut away: BTreeMap<&str, bool> = BTreeMap::new();
+    /// Restarted instances whose restart is still running at `now`, or whose agent ECS
+    /// shows disconnected (as `agent_at` tells it: restarts and reboots in order).
+    fn restarts_away(&self, state: &State, now: Instant) -> BTreeSet<String> {
+        let mut restarted: BTreeSet<&str> = BTreeSet::new();
+        let mut away = BTreeSet::new();
         for timelines in state.commands.values() {
             for (id, timeline) in timelines {
+                restarted.insert(id);
                 let running = match &timeline.ends {
                     Some((end, _, _)) => now < timeline.sent + *end,
                     None => !timeline.cancelled,
                 };
-                let down = match timeline.away {
-                    Some((down, Some(up))) => {
-                        now >= timeline.sent + down && now < timeline.sent + up
-                    }
-                    Some((down, None)) => now >= timeline.sent + down,
-                    None => false,
-                };
-                let rebooted_back =
-                    state.world.agent_away(id).iter().any(|(went, back)| {
-                        *went >= timeline.sent && back.is_some_and(|b| now >= b)
-                    });
-                *away.entry(id.as_str()).or_default() |= running || (down && !rebooted_back);
+                if running {
+                    away.insert(id.clone());
+                }
             }
         }
-        away.into_iter()
-            .filter(|(_, a)| *a)
-            .map(|(id, _)| id.to_string())
-            .collect()
+        for instance in state
+            .instances
+            .iter()
+            .filter(|i| restarted.contains(i.id.as_str()))
+        {
+            if !self.agent_at(state, instance, now).0 {
+                away.insert(instance.id.clone());
+            }
+        }
+        away
     }
 
     fn evidence(

@@ -52,6 +52,41 @@ async fn a_second_run_is_refused_with_the_holder_named() {
     );
 }
 
+/// An attempt that created the lease lost its answer; the retry finds the parameter
+/// there, holding this run's own record: the lease is this run's, not another's.
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_answer_was_lost_finds_its_own_record_and_holds_the_lease() {
+    let sim = SimFleet::new(
+        vec![SimInstance::healthy("i-1", "eu-west-1a")],
+        Latencies::default(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let clock = clock();
+    let now = unix_seconds(clock.now());
+    let written = LeaseRecord {
+        schema: LEASE_SCHEMA,
+        owner: owner("alice"),
+        started: now,
+        renewed: now,
+        expires: now + terms().lifetime(),
+        renew_every: EVERY.as_secs(),
+    };
+    let value = serde_json::to_string(&written).unwrap();
+    assert!(sim
+        .write_record("sim", Record::Lease, &value, false)
+        .await
+        .unwrap());
+    let held = acquire(&sim, &clock, "sim", owner("alice"), terms(), false)
+        .await
+        .unwrap();
+    assert_eq!(held.record(), &written);
+    // Another run is still refused.
+    let error = acquire(&sim, &clock, "sim", owner("bob"), terms(), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LeaseError::Held { .. }), "{error}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn only_a_lease_expired_by_two_intervals_can_be_broken() {
     let (sim, clock) = (sim(), clock());

@@ -792,17 +792,17 @@ impl<F: Fleet, C: Clock + ?Sized> Rollout<'_, F, C> {
                 tokio::time::sleep(self.config.poll_interval).await;
                 continue;
             }
-            let needing_reboot = self.needing_reboot();
-            if room == 0 && away.iter().any(|name| needing_reboot.contains(name)) {
+            if room == 0 {
                 // Restarts whose agent never came back use up the bound: their reboots
                 // come first (rebooting an instance already away costs nothing more),
                 // then the waves go on.
-                if let Some(halted) = self.reboots(width, failures_before).await? {
-                    return Ok(Some(halted));
+                let needing_reboot = self.needing_reboot();
+                if away.iter().any(|name| needing_reboot.contains(name)) {
+                    if let Some(halted) = self.reboots(width, failures_before).await? {
+                        return Ok(Some(halted));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if room == 0 {
                 return Ok(Some(format!(
                     "{still_away} instance(s) outside the rollout or failed have their agent \
                      disconnected ({}), which uses up --max-unavailable {width}; bring them \

@@ -266,10 +266,10 @@ async fn bad_situations_each_have_their_exit_code_and_a_line_that_names_them() {
         },
     ];
     for case in simple {
-        rows.push(run_case(&emulator, None, &case));
+        rows.push(run_case(emulator.binary(), None, &case));
     }
     rows.push(run_case(
-        &emulator,
+        emulator.binary_without_credentials(),
         None,
         &Case {
             name: "no credentials",
@@ -282,7 +282,7 @@ async fn bad_situations_each_have_their_exit_code_and_a_line_that_names_them() {
     // Leases: another run's, live; expired but not by two renewal intervals; long expired.
     put_lease(&emulator, &foreign_lease(now() + 300)).await;
     rows.push(run_case(
-        &emulator,
+        emulator.binary(),
         Some(&cutover),
         &Case {
             name: "lease held by another run",
@@ -293,7 +293,7 @@ async fn bad_situations_each_have_their_exit_code_and_a_line_that_names_them() {
     ));
     put_lease(&emulator, &foreign_lease(now() - 10)).await;
     rows.push(run_case(
-        &emulator,
+        emulator.binary(),
         Some(&cutover),
         &Case {
             name: "lease just expired, --break-lease",
@@ -304,18 +304,18 @@ async fn bad_situations_each_have_their_exit_code_and_a_line_that_names_them() {
     ));
     put_lease(&emulator, &foreign_lease(now() - 3600)).await;
     rows.push(run_case(
-        &emulator,
+        emulator.binary(),
         Some(&cutover),
         &Case {
             name: "lease long expired, no --break-lease",
             args: vec![],
             exit: 4,
-            says: "--break-lease",
+            says: "if it is dead, pass --break-lease after",
         },
     ));
     put_lease(&emulator, "{not a lease").await;
     rows.push(run_case(
-        &emulator,
+        emulator.binary(),
         Some(&cutover),
         &Case {
             name: "lease record unreadable",
@@ -330,7 +330,7 @@ async fn bad_situations_each_have_their_exit_code_and_a_line_that_names_them() {
     std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
     std::fs::write(&journal, "{\"schema\":1,\"status\":\"runn").unwrap();
     rows.push(run_case(
-        &emulator,
+        emulator.binary(),
         Some(&cutover),
         &Case {
             name: "journal corrupted; long-expired lease, --break-lease",
@@ -356,17 +356,12 @@ async fn bad_situations_each_have_their_exit_code_and_a_line_that_names_them() {
 /// Runs one case (after `prefix`, the cutover's options) and checks its exit code and
 /// line; returns the row: name, command, exit code, the line.
 fn run_case(
-    emulator: &Emulator,
+    mut command: assert_cmd::Command,
     prefix: Option<&[&str]>,
     case: &Case,
 ) -> (&'static str, String, i32, String) {
     let mut args: Vec<String> = prefix.map(strings).unwrap_or_default();
     args.extend(case.args.iter().cloned());
-    let mut command = if case.name == "no credentials" {
-        emulator.binary_without_credentials()
-    } else {
-        emulator.binary()
-    };
     let output = command.args(&args).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     let code = output.status.code().unwrap_or(-1);

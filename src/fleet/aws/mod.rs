@@ -26,7 +26,7 @@ use super::{
 };
 use crate::inventory::{Inventory, Platform, Unreadable};
 
-pub use super::AwsSettings;
+use super::AwsSettings;
 
 /// A cluster's fleet on AWS.
 pub struct AwsFleet {
@@ -524,7 +524,38 @@ impl CallError {
 
 #[cfg(test)]
 mod tests {
-    use super::instance_ids_in;
+    use super::{causes, instance_ids_in};
+
+    /// An error whose message may repeat its source's, as the SDK's do.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn causes_say_each_source_once_in_order() {
+        let refused = Layer("Connection refused (os error 111)", None);
+        let connect = Layer(
+            "tcp connect error: Connection refused (os error 111)",
+            Some(Box::new(refused)),
+        );
+        let dispatch = Layer("dispatch failure", Some(Box::new(connect)));
+        assert_eq!(
+            causes(&dispatch),
+            "dispatch failure: tcp connect error: Connection refused (os error 111)"
+        );
+        assert_eq!(causes(&Layer("alone", None)), "alone");
+    }
 
     #[test]
     fn instance_ids_are_read_from_ssm_messages() {

@@ -333,24 +333,16 @@ impl super::SimFleet {
 
     /// Whether the instance has been terminated by now.
     pub fn terminated(&self, instance_id: &str) -> bool {
-        let state = self.lock();
-        let now = self.now();
-        state
-            .instances
-            .iter()
-            .find(|i| i.id == instance_id)
-            .is_some_and(|i| self.is_terminated(i, now))
+        self.about(instance_id, |_, instance, now| {
+            self.is_terminated(instance, now)
+        })
     }
 
     /// Whether the instance's agent is on the endpoints now, as a probe would find it.
     pub fn on_endpoints(&self, instance_id: &str) -> bool {
-        let state = self.lock();
-        let now = self.now();
-        state
-            .instances
-            .iter()
-            .find(|i| i.id == instance_id)
-            .is_some_and(|i| self.path_at(&state, i, now) == SimPath::Endpoints)
+        self.about(instance_id, |state, instance, now| {
+            self.path_at(state, instance, now) == SimPath::Endpoints
+        })
     }
 
     /// `SendCommand` of the probe: like SSM, refused whole when one instance cannot take
